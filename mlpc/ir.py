@@ -1,0 +1,166 @@
+"""The IR data structures: values, ops and graphs (typed SSA, ops in topological order)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from mlpc.types import TensorType
+
+ROLES = ("data", "param", "state")
+
+
+class Value:
+    """An SSA value: a type, an optional hint for printing, and its producer (None for inputs)."""
+
+    __slots__ = ("type", "hint", "producer")
+
+    def __init__(self, type: TensorType, hint: str = "", producer: "Op | None" = None) -> None:
+        self.type = type
+        self.hint = hint
+        self.producer = producer
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self):  # -> DType
+        return self.type.dtype
+
+    def __repr__(self) -> str:
+        return f"Value({self.hint or hex(id(self))}: {self.type})"
+
+
+@dataclass(eq=False)
+class Op:
+    """One operation: registry name, operands, results, attributes and the user's source line."""
+
+    name: str
+    operands: list[Value]
+    results: list[Value]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    loc: str = ""
+
+    @property
+    def result(self) -> Value:
+        if len(self.results) != 1:
+            raise ValueError(f"op {self.name} has {len(self.results)} results, not one")
+        return self.results[0]
+
+    def __repr__(self) -> str:
+        return f"Op({self.name}, {len(self.operands)} operands, {len(self.results)} results)"
+
+
+@dataclass(frozen=True)
+class Input:
+    """A graph input: its value, a unique name, and its role (data, param or state)."""
+
+    name: str
+    value: Value
+    role: str = "data"
+
+
+@dataclass(frozen=True)
+class Output:
+    """A named graph output. An output named like a param/state input is that input's new value."""
+
+    name: str
+    value: Value
+
+
+@dataclass(eq=False)
+class Graph:
+    """One function: named inputs, ops in topological order, named outputs."""
+
+    name: str
+    inputs: list[Input]
+    ops: list[Op]
+    outputs: list[Output]
+
+    def input(self, name: str) -> Input:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise KeyError(f"graph @{self.name} has no input named {name!r}")
+
+    def output(self, name: str) -> Output:
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(f"graph @{self.name} has no output named {name!r}")
+
+    def has_output(self, name: str) -> bool:
+        return any(o.name == name for o in self.outputs)
+
+    def inputs_with_role(self, role: str) -> list[Input]:
+        return [i for i in self.inputs if i.role == role]
+
+    def values(self) -> Iterator[Value]:
+        for i in self.inputs:
+            yield i.value
+        for op in self.ops:
+            yield from op.results
+
+    def users(self) -> dict[Value, list[Op]]:
+        """Map each value to the ops that read it."""
+        out: dict[Value, list[Op]] = {v: [] for v in self.values()}
+        for op in self.ops:
+            for v in op.operands:
+                out.setdefault(v, []).append(op)
+        return out
+
+    def replace(self, ops: Iterable[Op] | None = None, outputs: Iterable[Output] | None = None,
+                inputs: Iterable[Input] | None = None) -> "Graph":
+        """A new graph sharing this one's values, with some parts swapped."""
+        return Graph(self.name, list(self.inputs if inputs is None else inputs),
+                     list(self.ops if ops is None else ops),
+                     list(self.outputs if outputs is None else outputs))
+
+    def __str__(self) -> str:
+        from mlpc.printer import print_graph
+
+        return print_graph(self)
+
+
+def substitute(graph: Graph, mapping: dict[Value, Value]) -> Graph:
+    """Rewrite every use of a key value into a use of its mapped value (ops are copied)."""
+
+    def m(v: Value) -> Value:
+        while v in mapping:
+            v = mapping[v]
+        return v
+
+    ops = [Op(op.name, [m(v) for v in op.operands], op.results, dict(op.attrs), op.loc)
+           for op in graph.ops]
+    for op in ops:
+        for r in op.results:
+            r.producer = op
+    outs = [Output(o.name, m(o.value)) for o in graph.outputs]
+    return graph.replace(ops=ops, outputs=outs)
+
+
+def structurally_equal(a: Graph, b: Graph, check_loc: bool = True) -> bool:
+    """True when two graphs have the same signature, ops, attributes, types and dataflow."""
+    if a.name != b.name or len(a.inputs) != len(b.inputs) or len(a.ops) != len(b.ops):
+        return False
+    vmap: dict[Value, Value] = {}
+    for x, y in zip(a.inputs, b.inputs):
+        if (x.name, x.role, x.value.type) != (y.name, y.role, y.value.type):
+            return False
+        vmap[x.value] = y.value
+    for p, q in zip(a.ops, b.ops):
+        if p.name != q.name or p.attrs != q.attrs or (check_loc and p.loc != q.loc):
+            return False
+        if len(p.operands) != len(q.operands) or len(p.results) != len(q.results):
+            return False
+        if any(vmap.get(u) is not w for u, w in zip(p.operands, q.operands)):
+            return False
+        for r, s in zip(p.results, q.results):
+            if r.type != s.type:
+                return False
+            vmap[r] = s
+    if len(a.outputs) != len(b.outputs):
+        return False
+    return all(o.name == p.name and vmap.get(o.value) is p.value
+               for o, p in zip(a.outputs, b.outputs))

@@ -1,0 +1,262 @@
+"""Elementwise ops: arithmetic with broadcasting, activations and their derivatives, compares."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from mlpc.errors import ShapeError
+from mlpc.ops.registry import Attrs, Builder, OpDef, register
+from mlpc.types import DType, TensorType
+
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_K = 0.044715
+
+
+def broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            raise ShapeError(f"shapes {list(a)} and {list(b)} do not broadcast")
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+def unbroadcast(b: Builder, g, shape: tuple[int, ...]):
+    """Sum a broadcast cotangent back down to `shape`."""
+    if g.shape == shape:
+        return g
+    lead = len(g.shape) - len(shape)
+    axes = list(range(lead)) + [lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1]
+    s = b.sum(g, axes=axes, keepdims=False) if axes else g
+    return b.reshape(s, shape=shape) if s.shape != shape else s
+
+
+def _same_dtype(types: Sequence[TensorType], name: str) -> None:
+    dts = {t.dtype for t in types}
+    if len(dts) > 1:
+        raise ShapeError(f"{name} needs operands of one dtype, got {', '.join(sorted(d.value for d in dts))}")
+
+
+def _binary_infer(name: str, out_dtype: DType | None = None):
+    def infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
+        if len(types) != 2:
+            raise ShapeError(f"{name} takes 2 operands, got {len(types)}")
+        _same_dtype(types, name)
+        shape = broadcast_shapes(types[0].shape, types[1].shape)
+        return [TensorType(out_dtype or types[0].dtype, shape)]
+    return infer
+
+
+def _unary_infer(name: str, float_only: bool = True):
+    def infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
+        if len(types) != 1:
+            raise ShapeError(f"{name} takes 1 operand, got {len(types)}")
+        if float_only and not types[0].dtype.is_float:
+            raise ShapeError(f"{name} needs a float operand, got {types[0].dtype.value}")
+        return [types[0]]
+    return infer
+
+
+def _grad_infer(name: str):
+    """Type rule of `op_grad(x, g)`: two same-typed operands, result like g."""
+    def infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
+        if len(types) != 2 or types[0] != types[1]:
+            raise ShapeError(f"{name} takes (x, g) of one type, got {[str(t) for t in types]}")
+        return [types[1]]
+    return infer
+
+
+def _binary(name: str, ref, vjp, doc: str) -> None:
+    register(OpDef(name, "elementwise", _binary_infer(name), ref, vjp, doc=doc))
+
+
+def _unary(name: str, ref, vjp, doc: str, attrs: Attrs | None = None) -> None:
+    register(OpDef(name, "elementwise", _unary_infer(name), ref, vjp, attrs or {}, doc))
+
+
+# --- binary arithmetic -------------------------------------------------------------------
+
+def _add_vjp(b: Builder, op, cts):
+    (g,) = cts
+    x, y = op.operands
+    return [unbroadcast(b, g, x.shape), unbroadcast(b, g, y.shape)]
+
+
+def _sub_vjp(b: Builder, op, cts):
+    (g,) = cts
+    x, y = op.operands
+    return [unbroadcast(b, g, x.shape), unbroadcast(b, b.neg(g), y.shape)]
+
+
+def _mul_vjp(b: Builder, op, cts):
+    (g,) = cts
+    x, y = op.operands
+    return [unbroadcast(b, b.mul(g, y), x.shape), unbroadcast(b, b.mul(g, x), y.shape)]
+
+
+def _div_vjp(b: Builder, op, cts):
+    (g,) = cts
+    x, y = op.operands
+    gx = b.div(g, y)
+    gy = b.neg(b.div(b.mul(gx, x), y))
+    return [unbroadcast(b, gx, x.shape), unbroadcast(b, gy, y.shape)]
+
+
+def _minmax_vjp(compare: str):
+    def vjp(b: Builder, op, cts):
+        (g,) = cts
+        x, y = op.operands
+        xb = b.broadcast_to(x, shape=g.shape) if x.shape != g.shape else x
+        yb = b.broadcast_to(y, shape=g.shape) if y.shape != g.shape else y
+        pick_x = b.op(compare, xb, yb)
+        zero = b.zeros_like(g)
+        return [unbroadcast(b, b.where(pick_x, g, zero), x.shape),
+                unbroadcast(b, b.where(pick_x, zero, g), y.shape)]
+    return vjp
+
+
+_binary("add", np.add, _add_vjp, "x + y with NumPy broadcasting")
+_binary("sub", np.subtract, _sub_vjp, "x - y with NumPy broadcasting")
+_binary("mul", np.multiply, _mul_vjp, "x * y with NumPy broadcasting")
+_binary("div", np.divide, _div_vjp, "x / y with NumPy broadcasting")
+_binary("maximum", np.maximum, _minmax_vjp("greater_equal"), "elementwise max (ties: gradient to x)")
+_binary("minimum", np.minimum, _minmax_vjp("less_equal"), "elementwise min (ties: gradient to x)")
+
+for _name, _ref in (("greater", np.greater), ("greater_equal", np.greater_equal),
+                    ("less", np.less), ("less_equal", np.less_equal), ("equal", np.equal)):
+    register(OpDef(_name, "elementwise", _binary_infer(_name, DType.i1), _ref, None,
+                   doc=f"{_name} compare, i1 result (not differentiable)"))
+
+
+def _where_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
+    if len(types) != 3:
+        raise ShapeError(f"where takes (cond, a, b), got {len(types)} operands")
+    c, a, bb = types
+    if c.dtype != DType.i1:
+        raise ShapeError(f"where's condition must be i1, got {c.dtype.value}")
+    _same_dtype([a, bb], "where")
+    return [TensorType(a.dtype, broadcast_shapes(broadcast_shapes(c.shape, a.shape), bb.shape))]
+
+
+def _where_vjp(b: Builder, op, cts):
+    (g,) = cts
+    c, x, y = op.operands
+    zero = b.zeros_like(g)
+    return [None, unbroadcast(b, b.where(c, g, zero), x.shape),
+            unbroadcast(b, b.where(c, zero, g), y.shape)]
+
+
+register(OpDef("where", "elementwise", _where_infer, np.where, _where_vjp,
+               doc="select a where cond else b, with broadcasting"))
+
+# --- unary math ----------------------------------------------------------------------------
+
+_unary("neg", np.negative, lambda b, op, cts: [b.neg(cts[0])], "-x")
+_unary("exp", np.exp, lambda b, op, cts: [b.mul(cts[0], op.result)], "e^x")
+_unary("log", np.log, lambda b, op, cts: [b.div(cts[0], op.operands[0])], "natural log")
+_unary("sqrt", np.sqrt, lambda b, op, cts: [b.div(b.mul(cts[0], b.scalar(0.5, op.result)), op.result)],
+       "square root")
+_unary("square", np.square,
+       lambda b, op, cts: [b.mul(cts[0], b.mul(op.operands[0], b.scalar(2.0, op.result)))], "x * x")
+_unary("abs", np.abs, lambda b, op, cts: [b.mul(cts[0], b.sign(op.operands[0]))], "|x|")
+_unary("sign", np.sign, lambda b, op, cts: [None], "sign of x (derivative 0)")
+
+
+def _pow_ref(x, exponent):
+    return np.power(x, np.asarray(exponent, dtype=x.dtype))
+
+
+def _pow_vjp(b: Builder, op, cts):
+    x = op.operands[0]
+    p = op.attrs["exponent"]
+    return [b.mul(cts[0], b.mul(b.pow(x, exponent=p - 1.0), b.scalar(p, x)))]
+
+
+_unary("pow", _pow_ref, _pow_vjp, "x ** exponent (a constant)", {"exponent": 2.0})
+
+# --- activations -------------------------------------------------------------------------
+
+_unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)),
+       lambda b, op, cts: [b.relu_grad(op.operands[0], cts[0])], "max(x, 0)")
+register(OpDef("relu_grad", "elementwise", _grad_infer("relu_grad"),
+               lambda x, g: np.where(x > 0, g, np.zeros((), g.dtype)),
+               lambda b, op, cts: [None, b.relu_grad(op.operands[0], cts[0])],
+               doc="g where x > 0 else 0: the derivative of relu applied to g"))
+
+
+def _leaky_ref(x, alpha):
+    return np.where(x > 0, x, x * np.asarray(alpha, x.dtype))
+
+
+def _leaky_grad_ref(x, g, alpha):
+    return np.where(x > 0, g, g * np.asarray(alpha, g.dtype))
+
+
+_unary("leaky_relu", _leaky_ref,
+       lambda b, op, cts: [b.leaky_relu_grad(op.operands[0], cts[0], alpha=op.attrs["alpha"])],
+       "x if x > 0 else alpha * x", {"alpha": 0.01})
+register(OpDef("leaky_relu_grad", "elementwise", _grad_infer("leaky_relu_grad"), _leaky_grad_ref,
+               lambda b, op, cts: [None, b.leaky_relu_grad(op.operands[0], cts[0], alpha=op.attrs["alpha"])],
+               {"alpha": 0.01}, "g if x > 0 else alpha * g"))
+
+
+def _sigmoid_ref(x):
+    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))).astype(x.dtype)
+
+
+def _sigmoid_vjp(b: Builder, op, cts):
+    y = op.result
+    return [b.mul(cts[0], b.mul(y, b.sub(b.scalar(1.0, y), y)))]
+
+
+_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, "1 / (1 + e^-x)")
+_unary("tanh", np.tanh,
+       lambda b, op, cts: [b.mul(cts[0], b.sub(b.scalar(1.0, op.result), b.square(op.result)))], "tanh x")
+
+
+def _gelu_ref(x):
+    c = np.asarray(GELU_C, x.dtype)
+    k = np.asarray(GELU_K, x.dtype)
+    half = np.asarray(0.5, x.dtype)
+    return half * x * (1 + np.tanh(c * (x + k * x * x * x)))
+
+
+def _gelu_vjp(b: Builder, op, cts):
+    """d/dx of the tanh-approximate GELU, written in primitive ops so it differentiates again."""
+    x = op.operands[0]
+    s = lambda v: b.scalar(v, x)  # noqa: E731
+    x2 = b.square(x)
+    t = b.tanh(b.mul(s(GELU_C), b.add(x, b.mul(s(GELU_K), b.mul(x2, x)))))
+    left = b.mul(s(0.5), b.add(s(1.0), t))
+    dt = b.mul(b.sub(s(1.0), b.square(t)), b.mul(s(GELU_C), b.add(s(1.0), b.mul(s(3 * GELU_K), x2))))
+    deriv = b.add(left, b.mul(b.mul(s(0.5), x), dt))
+    return [b.mul(cts[0], deriv)]
+
+
+_unary("gelu", _gelu_ref, _gelu_vjp, "tanh-approximate GELU: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))")
+
+
+def _cast_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
+    if len(types) != 1:
+        raise ShapeError("cast takes 1 operand")
+    try:
+        dt = DType(attrs["dtype"])
+    except ValueError:
+        raise ShapeError(f"unknown dtype {attrs['dtype']!r}") from None
+    return [types[0].with_dtype(dt)]
+
+
+def _cast_vjp(b: Builder, op, cts):
+    x = op.operands[0]
+    if not x.dtype.is_float or not op.result.dtype.is_float:
+        return [None]
+    return [b.cast(cts[0], dtype=x.dtype.value)]
+
+
+register(OpDef("cast", "elementwise", _cast_infer, lambda x, dtype: x.astype(DType(dtype).numpy),
+               _cast_vjp, {"dtype": "f32"}, "convert to another dtype"))
