@@ -32,10 +32,13 @@ def format_attr(v: Any) -> str:
     raise TypeError(f"attribute value {v!r} has no textual form")
 
 
-def format_attrs(attrs: dict[str, Any]) -> str:
-    if not attrs:
+def format_attrs(attrs: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """`{k = v, ...}` for the attributes that differ from the op's defaults."""
+    shown = {k: v for k, v in attrs.items() if defaults is None or k not in defaults or defaults[k] != v
+             or type(defaults[k]) is not type(v)}
+    if not shown:
         return ""
-    return " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in attrs.items()) + "}"
+    return " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in shown.items()) + "}"
 
 
 def format_output_name(name: str) -> str:
@@ -59,6 +62,15 @@ def value_names(g: Graph) -> dict[Value, str]:
     return names
 
 
+def _defaults(op_name: str) -> dict[str, Any] | None:
+    from mlpc.ops import registry
+
+    try:
+        return registry.get(op_name).attrs
+    except KeyError:
+        return None
+
+
 def print_graph(g: Graph, show_loc: bool = True, annotate: dict[int, str] | None = None) -> str:
     """Textual IR of `g`; `annotate` maps op indices to a trailing comment (e.g. fused kernel)."""
     names = value_names(g)
@@ -74,7 +86,7 @@ def print_graph(g: Graph, show_loc: bool = True, annotate: dict[int, str] | None
         text = f"  {lhs} = {op.name}"
         if operands:
             text += f" {operands}"
-        text += format_attrs(op.attrs)
+        text += format_attrs(op.attrs, _defaults(op.name))
         if show_loc and op.loc:
             text += f" loc({json.dumps(op.loc)})"
         if annotate and idx in annotate:

@@ -1,0 +1,1 @@
+"""Executing compiled graphs: backends, sessions holding parameters and optimizer state."""
