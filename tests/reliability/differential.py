@@ -1,0 +1,116 @@
+"""Running one random training problem every way mlpc can, against the hand-written NumPy reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import mlpc
+from mlpc.api import Trainer, trace_model
+from mlpc.interpreter import interpret
+from mlpc.ir import Graph
+from mlpc.types import DType
+from passes.manager import PassManager
+from runtime.backend import get_backend
+
+from . import npmlp
+from .fuzzing import retype
+from .strategies import Problem
+
+
+def compile_problem(p: Problem, backend: str, **extra: Any) -> Trainer:
+    return mlpc.compile(p.model(), p.loss_module(), p.optimizer(), batch_size=p.batch, backend=backend,
+                        seed=p.seed, **extra)
+
+
+def step_graph(trainer: Trainer, rows: int, dtype: DType = DType.f32) -> Graph:
+    """The optimized step graph the trainer runs for a batch of `rows` rows, traced and optimized in `dtype`.
+
+    Retyping happens before the passes, so constants folded by simplify are rounded in `dtype`.
+    """
+    traced = trace_model(trainer.model, rows, trainer.in_features, trainer.loss, "step")
+    if dtype != DType.f32:
+        traced = retype(traced, dtype)
+    return PassManager().run(traced, trainer._pipeline())
+
+
+def host_state(trainer: Trainer) -> dict[str, np.ndarray]:
+    return {**trainer.parameters(), **trainer.optimizer_state()}
+
+
+def run_graph(graph: Graph, state: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+              backend: str | None = None) -> tuple[float, dict[str, np.ndarray]]:
+    """One step of `graph` (interpreter when backend is None); returns the loss and the new state."""
+    if backend is None:
+        out = interpret(graph, {**state, "x": x, "y": y})
+        new = {k: out[k] for k in state}
+        return float(out["loss"]), new
+    be = get_backend(backend)
+    compiled = be.lower(graph, lambda stage, text: None)
+    dev = {k: be.to_device(v) for k, v in state.items()}
+    out = compiled.run(dev, {"x": x, "y": y})
+    return float(np.asarray(out["loss"])), {k: be.to_host(v) for k, v in dev.items()}
+
+
+def reference_run(p: Problem, init: dict[str, np.ndarray]) -> tuple[list[float], dict[str, np.ndarray]]:
+    """The hand-written f64 reference: losses per step and the final params + optimizer state."""
+    params = {k: v.astype(np.float64) for k, v in init.items() if k in {n for n in _param_names(p)}}
+    state: dict[str, np.ndarray] = {k: np.zeros_like(params[k.split(".", 2)[2]])
+                                    for k in npmlp.optimizer_state_names(p.opt, list(params)) if k != "t"}
+    state["t"] = np.asarray(0, np.int32)
+    losses = []
+    for x, y in p.batches:
+        losses.append(npmlp.train_step(p.layers, params, state, x.astype(np.float64),
+                                       y if p.loss == "ce" else y.astype(np.float64), p.loss, p.opt))
+    return losses, {**params, **state}
+
+
+def _param_names(p: Problem) -> list[str]:
+    names = []
+    for i, layer in enumerate(p.layers):
+        names.append(f"{2 * i}.weight")
+        if layer.bias:
+            names.append(f"{2 * i}.bias")
+    return names
+
+
+def f64_graph_run(p: Problem, trainer: Trainer, init: dict[str, np.ndarray], backend: str | None = None,
+                  ) -> tuple[list[float], dict[str, np.ndarray]]:
+    """The compiled step graph retyped to f64, run for every batch (interpreter or `backend`)."""
+    graphs: dict[int, Graph] = {}
+    state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in init.items()}
+    losses = []
+    for x, y in p.batches:
+        rows = len(x)
+        if rows not in graphs:
+            graphs[rows] = step_graph(trainer, rows, DType.f64)
+        yy = y if p.loss == "ce" else y.astype(np.float64)
+        loss, state = run_graph(graphs[rows], state, x.astype(np.float64), yy, backend)
+        losses.append(loss)
+    return losses, state
+
+
+def assert_close_f64(got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str) -> None:
+    """Elementwise agreement of two f64 computations (only rounding-order differences allowed)."""
+    assert set(got) == set(want), f"{what}: state names differ: {sorted(set(got) ^ set(want))}"
+    for k in want:
+        w, g = np.asarray(want[k]), np.asarray(got[k])
+        assert g.shape == w.shape and g.dtype == w.dtype, f"{what}: {k} is {g.dtype}{g.shape}, want {w.dtype}{w.shape}"
+        scale = float(np.abs(w).max()) if w.size else 0.0
+        np.testing.assert_allclose(g, w, rtol=1e-7, atol=1e-9 * max(scale, 1e-3), err_msg=f"{what}: {k}")
+
+
+def assert_step_close_f32(before: dict[str, np.ndarray], got: dict[str, np.ndarray], want: dict[str, np.ndarray],
+                          what: str) -> None:
+    """Norm-wise agreement of an f32 step with the same step in f64: updates within 0.1% of their size."""
+    for k in want:
+        w, g, b = (np.asarray(a, np.float64) for a in (want[k], got[k], before[k]))
+        assert np.isfinite(g).all(), f"{what}: {k} has non-finite values"
+        if k == "t":
+            assert int(g) == int(w), f"{what}: step count {int(g)} != {int(w)}"
+            continue
+        d_want, d_got = w - b, g - b
+        err = float(np.linalg.norm(d_got - d_want))
+        bound = 1e-3 * float(np.linalg.norm(d_want)) + 2e-7 * float(np.linalg.norm(w)) + 1e-30
+        assert err <= bound, f"{what}: {k} differs from f64 by {err:.3g} (bound {bound:.3g})"
