@@ -150,7 +150,7 @@ def structurally_equal(a: Graph, b: Graph, check_loc: bool = True) -> bool:
             return False
         vmap[x.value] = y.value
     for p, q in zip(a.ops, b.ops):
-        if p.name != q.name or p.attrs != q.attrs or (check_loc and p.loc != q.loc):
+        if p.name != q.name or not _same_attrs(p.attrs, q.attrs) or (check_loc and p.loc != q.loc):
             return False
         if len(p.operands) != len(q.operands) or len(p.results) != len(q.results):
             return False
@@ -164,6 +164,18 @@ def structurally_equal(a: Graph, b: Graph, check_loc: bool = True) -> bool:
         return False
     return all(o.name == p.name and vmap.get(o.value) is p.value
                for o, p in zip(a.outputs, b.outputs))
+
+
+def _same_attr(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # NaN attributes (e.g. full {value = nan}) are equal to themselves
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_attr(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def _same_attrs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(_same_attr(a[k], b[k]) for k in a)
 
 
 def clone(graph: Graph) -> Graph:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 MAX_TEXT = 256 * 1024 * 1024
+MAX_NESTING = 32  # attribute lists inside lists
+MAX_DIGITS = 30  # integer literals (dimensions, integer attributes)
 
 
 @dataclass
@@ -109,25 +112,45 @@ class _Parser:
             d = self.expect_kind("number", "a dimension")
             if not d.text.isdigit():
                 raise self.error(f"dimension must be a non-negative integer, found '{d.text}'", d)
+            if len(d.text) > MAX_DIGITS:
+                raise self.error(f"dimension {d.text[:20]}... is too large", d)
             dims.append(int(d.text))
             if len(dims) > 16:
                 raise self.error("more than 16 dimensions", d)
         return TensorType(dtype, tuple(dims))
 
-    def parse_attr_value(self) -> Any:
+    def string(self, t: Token) -> str:
+        """The value of a string token (JSON escapes); bad escapes are parse errors."""
+        try:
+            s = json.loads(t.text)
+            s.encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as e:
+            raise self.error(f"bad string literal {t.text[:40]}: {e}", t) from None
+        return s
+
+    def parse_attr_value(self, depth: int = 0) -> Any:
         t = self.tok
         if self.accept("["):
+            if depth >= MAX_NESTING:
+                raise self.error(f"attribute lists nested more than {MAX_NESTING} deep", t)
             items: list[Any] = []
             while not self.accept("]"):
                 if items:
                     self.expect(",")
-                items.append(self.parse_attr_value())
+                items.append(self.parse_attr_value(depth + 1))
             return tuple(items)
         self.next()
         if t.kind == "number":
-            return float(t.text) if any(c in t.text for c in ".eE") else int(t.text)
+            if any(c in t.text for c in ".eE"):
+                value = float(t.text)
+                if math.isinf(value):
+                    raise self.error(f"number {t.text[:40]} is out of range (write inf for infinity)", t)
+                return value
+            if len(t.text.lstrip("-")) > MAX_DIGITS:
+                raise self.error(f"integer {t.text[:20]}... is too large", t)
+            return int(t.text)
         if t.kind == "string":
-            return json.loads(t.text)
+            return self.string(t)
         if t.kind == "word":
             consts = {"true": True, "false": False, "none": None, "inf": float("inf"),
                       "-inf": float("-inf"), "nan": float("nan")}
@@ -188,7 +211,7 @@ class _Parser:
             if nt.kind == "word":
                 name = nt.text
             elif nt.kind == "string":
-                name = json.loads(nt.text)
+                name = self.string(nt)
             else:
                 raise self.error(f"expected an output name, found '{nt.text or 'end of input'}'", nt)
             self.expect(":")
@@ -211,7 +234,9 @@ class _Parser:
         except KeyError:
             raise self.error(f"unknown op '{name_tok.text}'", name_tok) from None
         operands: list[Value] = []
-        if self.tok.kind == "value":
+        # an op with no operands (e.g. `full` with default attributes) is followed directly by the next
+        # op's `%result:`; newlines are not tokens, so tell them apart by the colon
+        if self.tok.kind == "value" and self.tokens[self.i + 1].text != ":":
             operands.append(self.use())
             while self.accept(","):
                 operands.append(self.use())
@@ -219,7 +244,7 @@ class _Parser:
         loc = ""
         if self.accept("loc"):
             self.expect("(")
-            loc = json.loads(self.expect_kind("string", "a location string").text)
+            loc = self.string(self.expect_kind("string", "a location string"))
             self.expect(")")
         try:
             full = registry.normalize_attrs(opdef, attrs)

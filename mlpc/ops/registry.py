@@ -82,8 +82,35 @@ def normalize_attrs(opdef: OpDef, attrs: Attrs) -> Attrs:
         if v is None and default is None:
             out[key] = None
             continue
-        out[key] = v
+        out[key] = _check_attr_type(opdef.name, key, default, v)
     return out
+
+
+def _check_attr_type(op: str, key: str, default: Any, v: Any) -> Any:
+    """An attribute must have its default's kind (float, bool, int, str, tuple of ints): parsed text can hold anything."""
+    def bad(kind: str) -> ShapeError:
+        return ShapeError(f"op {op}: attribute {key} must be {kind}, got {v!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(v, bool):
+            raise bad("true or false")
+    elif isinstance(default, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise bad("a number")
+        v = float(v)
+    elif isinstance(default, int):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise bad("an integer")
+    elif isinstance(default, str):
+        if not isinstance(v, str):
+            raise bad("a string")
+    elif isinstance(default, tuple):
+        if not isinstance(v, tuple):
+            raise bad("a list of integers")
+        v = tuple(x.item() if isinstance(x, np.integer) else x for x in v)
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            raise bad("a list of integers")
+    return v
 
 
 def infer_types(name: str, operand_types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
