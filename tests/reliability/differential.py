@@ -53,17 +53,15 @@ def run_graph(graph: Graph, state: dict[str, np.ndarray], x: np.ndarray, y: np.n
     return float(np.asarray(out["loss"])), {k: be.to_host(v) for k, v in dev.items()}
 
 
-def reference_run(p: Problem, init: dict[str, np.ndarray]) -> tuple[list[float], dict[str, np.ndarray]]:
-    """The hand-written f64 reference: losses per step and the final params + optimizer state."""
-    params = {k: v.astype(np.float64) for k, v in init.items() if k in {n for n in _param_names(p)}}
-    state: dict[str, np.ndarray] = {k: np.zeros_like(params[k.split(".", 2)[2]])
-                                    for k in npmlp.optimizer_state_names(p.opt, list(params)) if k != "t"}
-    state["t"] = np.asarray(0, np.int32)
-    losses = []
-    for x, y in p.batches:
-        losses.append(npmlp.train_step(p.layers, params, state, x.astype(np.float64),
-                                       y if p.loss == "ce" else y.astype(np.float64), p.loss, p.opt))
-    return losses, {**params, **state}
+def reference_step(p: Problem, state: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
+                   ) -> tuple[float, dict[str, np.ndarray]]:
+    """One step of the hand-written f64 reference from `state` (params + optimizer state, mlpc's names)."""
+    names = set(_param_names(p))
+    params = {k: np.array(v, np.float64) for k, v in state.items() if k in names}
+    opt_state = {k: np.array(v) for k, v in state.items() if k not in names}
+    loss = npmlp.train_step(p.layers, params, opt_state, x.astype(np.float64),
+                            y if p.loss == "ce" else y.astype(np.float64), p.loss, p.opt)
+    return loss, {**params, **opt_state}
 
 
 def _param_names(p: Problem) -> list[str]:
@@ -75,20 +73,35 @@ def _param_names(p: Problem) -> list[str]:
     return names
 
 
-def f64_graph_run(p: Problem, trainer: Trainer, init: dict[str, np.ndarray], backend: str | None = None,
-                  ) -> tuple[list[float], dict[str, np.ndarray]]:
-    """The compiled step graph retyped to f64, run for every batch (interpreter or `backend`)."""
+def to_f64(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in state.items()}
+
+
+def check_steps_f64(p: Problem, trainer: Trainer, init: dict[str, np.ndarray], want_backend: str | None,
+                    got_backend: str | None, handwritten: bool) -> None:
+    """Step through the batches with the f64 step graph; before each step both sides start from the same
+    state (so chaotic trajectories cannot amplify rounding), and each step's results must agree to f64 rounding.
+
+    `got_backend` runs the graph (None = interpreter); the other side is the hand-written MLP when
+    `handwritten`, else the graph on `want_backend`.
+    """
     graphs: dict[int, Graph] = {}
-    state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in init.items()}
-    losses = []
-    for x, y in p.batches:
+    state = to_f64(init)
+    for i, (x, y) in enumerate(p.batches):
         rows = len(x)
         if rows not in graphs:
             graphs[rows] = step_graph(trainer, rows, DType.f64)
         yy = y if p.loss == "ce" else y.astype(np.float64)
-        loss, state = run_graph(graphs[rows], state, x.astype(np.float64), yy, backend)
-        losses.append(loss)
-    return losses, state
+        got_loss, got = run_graph(graphs[rows], state, x.astype(np.float64), yy, got_backend)
+        if handwritten:
+            want_loss, want = reference_step(p, state, x, y)
+        else:
+            want_loss, want = run_graph(graphs[rows], state, x.astype(np.float64), yy, want_backend)
+        what = f"step {i} ({'hand-written MLP' if handwritten else want_backend or 'interpreter'} vs " \
+               f"{got_backend or 'interpreter'}) of {p.describe()}"
+        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-9, atol=1e-12, err_msg=what)
+        assert_close_f64(got, want, what)
+        state = got
 
 
 def assert_close_f64(got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str) -> None:
