@@ -15,7 +15,7 @@ from mlpc.printer import print_graph
 from mlpc.tracing import Tracer
 from mlpc.types import DType, TensorType
 
-FRONT_STAGES = ("traced", "autodiff", "optimizer", "simplified")
+FRONT_STAGES = ("traced", "autodiff", "optimizer", "simplified", "guarded")
 
 
 def first_linear(model: nn.Module) -> nn.Linear | None:
@@ -51,7 +51,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss: nn.Loss, optimizer: Optimizer, batch_size: int,
                  backend: str, seed: int, in_features: int | None,
-                 print_after: str | None = None, ir_stream: Any = None) -> None:
+                 print_after: str | None = None, ir_stream: Any = None, nan_guard: bool = False) -> None:
         from runtime.backend import get_backend
 
         if batch_size <= 0:
@@ -64,6 +64,7 @@ class Trainer:
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.batch_size, self.in_features, self.seed = batch_size, in_features, seed
         self.backend_name = backend
+        self.nan_guard = nan_guard
         self.print_after, self.ir_stream = print_after, ir_stream
         self.backend = get_backend(backend)
         self._stages: dict[str, str] = {}
@@ -92,12 +93,13 @@ class Trainer:
         raise MlpcError("the traced step has no loss op")
 
     def _pipeline(self) -> str:
-        return f"autodiff,{self.optimizer.pipeline_text()},simplify"
+        guard = ",nan_guard" if self.nan_guard else ""
+        return f"autodiff,{self.optimizer.pipeline_text()},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
         from passes.manager import PassManager
 
-        stage_of = {"autodiff": "autodiff", "simplify": "simplified"}
+        stage_of = {"autodiff": "autodiff", "simplify": "simplified", "nan_guard": "guarded"}
 
         def on_stage(name: str, graph: Graph) -> None:
             if record:
@@ -147,6 +149,10 @@ class Trainer:
         ys = validate.targets(y, target, self.num_classes, xs.shape[0])
         compiled = self._compiled_for("step", xs.shape[0])
         out = compiled.run(self._state, {"x": xs, "y": ys})
+        if self.nan_guard and float(np.asarray(out["nonfinite"])) != 0.0:
+            raise NumericalError(f"step {self.steps_taken + 1}: the loss or a gradient became NaN or Inf "
+                                 f"(loss {float(np.asarray(out['loss']))}); the step was not applied, parameters "
+                                 f"and optimizer state are those after step {self.steps_taken}")
         self.steps_taken += 1
         loss = float(np.asarray(out["loss"]))
         if not math.isfinite(loss):
@@ -229,12 +235,15 @@ class Trainer:
 
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
             batch_size: int = 128, backend: str = "numpy", seed: int = 0,
-            in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None) -> Trainer:
+            in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
+            nan_guard: bool = False) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
+    `nan_guard=True` adds the nan-guard pass: a step whose loss or gradients are NaN/Inf raises
+    `mlpc.NumericalError` naming the step and leaves parameters and optimizer state untouched.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
-                   in_features, print_after, ir_stream)
+                   in_features, print_after, ir_stream, nan_guard)

@@ -10,30 +10,39 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlpc.errors import CheckpointError
+from mlpc.errors import CheckpointError, MlpcError
 
 if TYPE_CHECKING:
     from mlpc.api import Trainer
 
-FORMAT = "mlpc-checkpoint-1"
+FORMAT = "mlpc-checkpoint-2"  # version 2: the checksum also covers the metadata; scalars stay scalars
 MAX_HEADER = 100 * 1024 * 1024
+MAX_BATCH = 1 << 24
 
 
-def checksum(tensors: dict[str, np.ndarray]) -> str:
+def checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> str:
+    """SHA-256 over tensor names, dtypes, shapes and bytes, then over the metadata (minus the checksum itself)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
+        a = np.asarray(tensors[name])
         h.update(name.encode())
         h.update(str(a.dtype).encode())
         h.update(repr(a.shape).encode())
-        h.update(a.tobytes())
+        h.update(a.tobytes(order="C"))
+    if metadata is not None:
+        items = sorted((k, v) for k, v in metadata.items() if k != "mlpc.checksum")
+        h.update(json.dumps(items).encode())
     return h.hexdigest()
 
 
+def temp_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}.tmp-"
+
+
 def atomic_write(path: str, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    """Write to a temp file in the same folder, fsync, then rename over `path` (and fsync the folder)."""
     folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -51,13 +60,33 @@ def atomic_write(path: str, data: bytes) -> None:
         raise
 
 
+def remove_stale_temps(path: str) -> list[str]:
+    """Delete temp files that a killed writer of `path` left behind; returns their names."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    prefix = temp_prefix(path)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".part"):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
 def save_arrays(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     from safetensors.numpy import save
 
     meta = dict(metadata)
     meta["mlpc.format"] = FORMAT
-    meta["mlpc.checksum"] = checksum(tensors)
-    atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta))
+    meta["mlpc.checksum"] = checksum(tensors, meta)
+    # np.ascontiguousarray would turn 0-d arrays (the step count t) into shape [1]; np.require keeps them 0-d
+    atomic_write(path, save({k: np.require(v, requirements="C") for k, v in tensors.items()}, metadata=meta))
 
 
 def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -77,17 +106,21 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     try:
         header = json.loads(data[8:8 + header_len])
         metadata = header.get("__metadata__", {}) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise ValueError("the metadata is not a map of strings")
         tensors = load(data)
     except Exception as e:  # safetensors raises its own types for damaged files
         raise CheckpointError(f"{path} is corrupt: {e}") from None
-    if metadata.get("mlpc.format") != FORMAT:
-        raise CheckpointError(f"{path} is not an mlpc checkpoint (format {metadata.get('mlpc.format')!r})")
-    if checksum(tensors) != metadata.get("mlpc.checksum"):
+    fmt = metadata.get("mlpc.format")
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} is not an mlpc checkpoint of this version (format {fmt!r}, "
+                              f"expected {FORMAT!r})")
+    if checksum(tensors, metadata) != metadata.get("mlpc.checksum"):
         raise CheckpointError(f"{path} failed its checksum: the file is damaged")
     return tensors, metadata
 
 
-def save_trainer(trainer: "Trainer", path: str) -> None:
+def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] | None = None) -> None:
     tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
     tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
     try:
@@ -103,7 +136,9 @@ def save_trainer(trainer: "Trainer", path: str) -> None:
         "mlpc.backend": trainer.backend_name,
         "mlpc.seed": str(trainer.seed),
         "mlpc.steps": str(trainer.steps_taken),
+        "mlpc.nan_guard": "1" if getattr(trainer, "nan_guard", False) else "0",
     }
+    meta.update(extra_metadata or {})
     save_arrays(path, tensors, meta)
 
 
@@ -112,22 +147,43 @@ def load_trainer(path: str, model: Any = None, backend: str | None = None) -> "T
     from mlpc.api import Trainer
 
     tensors, meta = load_arrays(path)
+    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k}
     try:
         spec = json.loads(meta["mlpc.model"])
         if model is None:
             if spec is None:
                 raise CheckpointError(f"{path} holds a custom model: pass model= to mlpc.load")
             model = nn.from_spec(spec)
+        _check_shapes(path, model, arrays)
+        batch_size = int(meta["mlpc.batch_size"])
+        if not 0 < batch_size <= MAX_BATCH:
+            raise CheckpointError(f"{path}: batch size {batch_size} is out of range")
         trainer = Trainer(model, nn.loss_from_spec(json.loads(meta["mlpc.loss"])),
                           optim.from_spec(json.loads(meta["mlpc.optimizer"])),
-                          int(meta["mlpc.batch_size"]), backend or meta["mlpc.backend"],
-                          int(meta["mlpc.seed"]), int(meta["mlpc.in_features"]))
-    except (KeyError, ValueError, TypeError) as e:
+                          batch_size, backend or meta["mlpc.backend"],
+                          int(meta["mlpc.seed"]), int(meta["mlpc.in_features"]),
+                          nan_guard=meta.get("mlpc.nan_guard") == "1")
+        steps = int(meta.get("mlpc.steps", 0))
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, MlpcError) as e:
         raise CheckpointError(f"{path}: bad model description ({e})") from None
-    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items()}
     missing = set(trainer._state) - set(arrays)
     if missing:
         raise CheckpointError(f"{path} lacks {sorted(missing)} needed by the model")
-    trainer.load_state(arrays)
-    trainer.steps_taken = int(meta.get("mlpc.steps", trainer.steps_taken))
+    try:
+        trainer.load_state(arrays)
+    except MlpcError as e:
+        raise CheckpointError(f"{path} does not fit the model: {e}") from None
+    trainer.steps_taken = steps
     return trainer
+
+
+def _check_shapes(path: str, model: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Compare the model's parameter shapes with the file before anything is allocated for the model."""
+    for name, p in model.named_parameters():
+        if name not in arrays:
+            raise CheckpointError(f"{path} lacks parameter {name!r} of the model")
+        if tuple(arrays[name].shape) != tuple(p.shape):
+            raise CheckpointError(f"{path}: parameter {name!r} has shape {list(arrays[name].shape)}, "
+                                  f"the model expects {list(p.shape)}")

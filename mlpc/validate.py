@@ -25,11 +25,19 @@ def features(x: Any, width: int, max_rows: int | None, what: str = "x") -> np.nd
     if max_rows is not None and x.shape[0] > max_rows:
         raise InputError(f"{what} has {x.shape[0]} rows but the trainer was compiled for batches of at most "
                          f"{max_rows}; split the data into batches (Trainer.fit does this)")
-    out = np.ascontiguousarray(x, dtype=np.float32)
+    out = native(x, np.dtype(np.float32))
     if not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
-        raise InputError(f"{what} contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+        orig = x[bad[0], bad[1]]
+        why = f"{orig} overflows float32" if np.isfinite(orig) else "NaN or Inf"
+        raise InputError(f"{what} contains {why} (first at row {bad[0]}, column {bad[1]})")
     return out
+
+
+def native(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`a` as a C-contiguous, aligned, native-byte-order array of `dtype` (a copy only when needed)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
 def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np.ndarray:
@@ -47,10 +55,10 @@ def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np
         if num_classes is not None and y.size and (y.min() < 0 or y.max() >= num_classes):
             bad = int(y[(y < 0) | (y >= num_classes)][0])
             raise InputError(f"label {bad} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
-        return np.ascontiguousarray(y, dtype=expected.dtype.numpy)
+        return native(y, expected.dtype.numpy)
     if y.dtype.kind not in "fiu":
         raise InputError(f"targets must be real numbers, got dtype {y.dtype}")
-    out = np.ascontiguousarray(y, dtype=expected.dtype.numpy)
+    out = native(y, expected.dtype.numpy)
     if not np.isfinite(out).all():
-        raise InputError("y contains NaN or Inf")
+        raise InputError("y contains NaN or Inf (or values that overflow float32)")
     return out
