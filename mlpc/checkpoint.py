@@ -120,14 +120,13 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return tensors, metadata
 
 
-def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] | None = None) -> None:
-    tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
-    tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
+def trainer_metadata(trainer: "Trainer") -> dict[str, str]:
+    """The metadata that describes a trainer (model, loss, optimizer, sizes, seed, steps)."""
     try:
         model_spec: Any = trainer.model.spec()
     except TypeError:
         model_spec = None
-    meta = {
+    return {
         "mlpc.model": json.dumps(model_spec),
         "mlpc.loss": json.dumps(trainer.loss.spec()),
         "mlpc.optimizer": json.dumps(trainer.optimizer.spec()),
@@ -138,6 +137,13 @@ def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] |
         "mlpc.steps": str(trainer.steps_taken),
         "mlpc.nan_guard": "1" if getattr(trainer, "nan_guard", False) else "0",
     }
+
+
+def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] | None = None) -> None:
+    """Atomically write parameters, optimizer state and `trainer_metadata` (plus `extra_metadata`)."""
+    tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
+    tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
+    meta = trainer_metadata(trainer)
     meta.update(extra_metadata or {})
     save_arrays(path, tensors, meta)
 

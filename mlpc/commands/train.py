@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mlpc.commands.common import add_model_args, compile_from_args
+from mlpc.errors import MlpcError
 
 
 def register(sub: Any) -> None:
@@ -20,6 +21,16 @@ def register(sub: Any) -> None:
     p.add_argument("--npz", default=None, help="train on a .npz with x/y (or x_train/y_train/x_test/y_test)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
     p.add_argument("--save", default=None, help="write a checkpoint (safetensors) here at the end")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="keep the run's latest checkpoint here (written atomically; see --checkpoint-every)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also checkpoint every N steps (default: only at the end)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint if it exists; the result is bit-identical to an "
+                        "uninterrupted run with the same arguments")
+    p.add_argument("--nan-guard", action="store_true",
+                   help="stop with an error at the first step whose loss or gradients are NaN/Inf, "
+                        "before it changes any weight")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -36,33 +47,52 @@ def load_data(args: argparse.Namespace):  # -> Dataset
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from mlpc import resume
+
+    if args.checkpoint_every < 0:
+        raise MlpcError("--checkpoint-every must be >= 0")
+    if (args.resume or args.checkpoint_every) and not args.checkpoint:
+        raise MlpcError("--resume and --checkpoint-every need --checkpoint PATH")
     data = load_data(args)
     start = time.perf_counter()
-    trainer = compile_from_args(args)
+    trainer = compile_from_args(args, nan_guard=args.nan_guard)
     print(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
           f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()})")
     n = len(data.x_train)
-    for epoch in range(args.epochs):
-        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="ex", file=sys.stdout,
-                   disable=args.no_progress, leave=False, dynamic_ncols=True)
-        t0, seen, losses = time.perf_counter(), 0, []
+    if args.resume:
+        where = resume.resume(trainer, args.checkpoint, data.x_train, data.y_train)
+        if where is None:
+            print(f"no checkpoint at {args.checkpoint} yet: starting a new run")
+        else:
+            print(f"resumed from {args.checkpoint} at step {where.step} (epoch {where.epoch + 1}, "
+                  f"batch {where.batch})", flush=True)
+    bar: Any = None
+    t0, seen = time.perf_counter(), 0
 
-        def on_step(batch: int, loss: float) -> None:
-            nonlocal seen
-            seen += batch
-            losses.append(loss)
-            bar.update(batch)
-            if len(losses) % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
-                                samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
+    def on_step(batch: int, loss: float) -> None:
+        nonlocal bar, seen
+        if bar is None:
+            epoch = resume.position(trainer.steps_taken - 1, n, trainer.batch_size).epoch
+            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="ex", file=sys.stdout,
+                       disable=args.no_progress, leave=False, dynamic_ncols=True)
+        seen += batch
+        bar.update(batch)
 
-        history = trainer.fit(data.x_train, data.y_train, epochs=1, on_step=on_step)
-        bar.close()
+    def on_epoch(epoch: int, losses: list[float]) -> None:
+        nonlocal bar, t0, seen
+        if bar is not None:
+            bar.close()
+            bar = None
         elapsed = time.perf_counter() - t0
-        line = f"epoch {epoch + 1}/{args.epochs}: loss {history[0]:.4f}, {n / elapsed:.0f} samples/s"
+        mean = f"{np.mean(losses):.4f}" if losses else "n/a"
+        line = f"epoch {epoch + 1}/{args.epochs}: loss {mean}, {seen / max(elapsed, 1e-9):.0f} samples/s"
         if trainer.num_classes is not None:
             line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
         print(line, flush=True)
+        t0, seen = time.perf_counter(), 0
+
+    resume.train(trainer, data.x_train, data.y_train, args.epochs, checkpoint=args.checkpoint,
+                 every=args.checkpoint_every, on_step=on_step, on_epoch=on_epoch)
     if args.save:
         trainer.save(args.save)
         print(f"saved checkpoint to {args.save}")

@@ -1,0 +1,104 @@
+"""Resumable training: data order as a function of (seed, epoch), periodic atomic checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from mlpc.checkpoint import load_arrays, remove_stale_temps, save_trainer, trainer_metadata
+from mlpc.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from mlpc.api import Trainer
+
+# metadata that must match between a checkpoint and the run resuming from it (the backend may differ)
+MUST_MATCH = ("mlpc.model", "mlpc.loss", "mlpc.optimizer", "mlpc.batch_size", "mlpc.in_features", "mlpc.seed",
+              "mlpc.nan_guard")
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The example order of one epoch: depends only on (seed, epoch), so a resumed run sees the same batches."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+    """A cheap identity of a training set (shapes, all labels, a sample of rows) to refuse resuming on other data."""
+    h = hashlib.sha256(json.dumps([list(x.shape), list(y.shape), str(x.dtype), str(y.dtype)]).encode())
+    h.update(np.ascontiguousarray(y).tobytes())
+    rows = np.linspace(0, len(x) - 1, num=min(len(x), 64)).astype(np.int64)
+    h.update(np.ascontiguousarray(x[rows]).tobytes())
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class Position:
+    """Where a run is: global step, and the epoch and batch inside it that come next."""
+
+    step: int
+    epoch: int
+    batch: int
+
+
+def position(step: int, n: int, batch_size: int) -> Position:
+    per_epoch = math.ceil(n / batch_size)
+    return Position(step, step // per_epoch, step % per_epoch)
+
+
+def resume(trainer: "Trainer", path: str, x: np.ndarray, y: np.ndarray) -> Position | None:
+    """Load the run state from the checkpoint at `path` into `trainer` (None if there is none yet), for
+    continuing training on x, y.
+
+    Stale temp files of killed writers are removed first. A checkpoint that exists but is damaged, or that
+    belongs to another model, optimizer, batch size, seed or data set, raises CheckpointError.
+    """
+    import os
+
+    remove_stale_temps(path)
+    if not os.path.exists(path):
+        return None
+    tensors, meta = load_arrays(path)
+    want = trainer_metadata(trainer)
+    for key in MUST_MATCH:
+        if meta.get(key) != want[key]:
+            raise CheckpointError(f"{path} was written by a different run: {key} is {meta.get(key)} there, "
+                                  f"{want[key]} now")
+    if meta.get("mlpc.data") not in (None, data_fingerprint(x, y)):
+        raise CheckpointError(f"{path} was written while training on different data")
+    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k}
+    missing = set(trainer.parameters()) | set(trainer.optimizer_state())
+    missing -= set(arrays)
+    if missing:
+        raise CheckpointError(f"{path} lacks {sorted(missing)}")
+    trainer.load_state(arrays)
+    trainer.steps_taken = int(meta["mlpc.steps"])
+    return position(trainer.steps_taken, len(x), trainer.batch_size)
+
+
+def train(trainer: "Trainer", x: np.ndarray, y: np.ndarray, epochs: int, checkpoint: str | None = None,
+          every: int = 0, on_step: Callable[[int, float], None] | None = None,
+          on_epoch: Callable[[int, list[float]], None] | None = None) -> None:
+    """Train from `trainer.steps_taken` to the end of epoch `epochs`, checkpointing every `every` steps
+    (and at the end) when `checkpoint` is set. Batch k of epoch e is always the same rows."""
+    n = len(x)
+    extra = {"mlpc.data": data_fingerprint(x, y)}
+    start = position(trainer.steps_taken, n, trainer.batch_size)
+    per_epoch = math.ceil(n / trainer.batch_size)
+    for epoch in range(start.epoch, epochs):
+        order = epoch_order(trainer.seed, epoch, n)
+        losses = []
+        for b in range(start.batch if epoch == start.epoch else 0, per_epoch):
+            idx = order[b * trainer.batch_size:(b + 1) * trainer.batch_size]
+            losses.append(trainer.step(x[idx], y[idx]))
+            if on_step is not None:
+                on_step(len(idx), losses[-1])
+            if checkpoint and every and trainer.steps_taken % every == 0:
+                save_trainer(trainer, checkpoint, extra)
+        if on_epoch is not None:
+            on_epoch(epoch, losses)
+    if checkpoint:
+        save_trainer(trainer, checkpoint, extra)
