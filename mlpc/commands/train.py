@@ -44,9 +44,30 @@ def load_data(args: argparse.Namespace):  # -> Dataset
     return data
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class Progress:
+    """A tqdm bar over one epoch showing the running loss and samples/s."""
 
+    def __init__(self, total: int, desc: str, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="ex", file=sys.stdout, disable=disable, leave=False,
+                        dynamic_ncols=True)
+        self.start, self.seen, self.losses = time.perf_counter(), 0, []  # type: tuple[float, int, list[float]]
+
+    def update(self, batch: int, loss: float) -> None:
+        self.seen += batch
+        self.losses.append(loss)
+        self.bar.update(batch)
+        if len(self.losses) % 20 == 0:
+            rate = self.seen / (time.perf_counter() - self.start)
+            self.bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.4f}", samples_s=f"{rate:.0f}")
+
+    def close(self) -> float:
+        self.bar.close()
+        return time.perf_counter() - self.start
+
+
+def run(args: argparse.Namespace) -> int:
     from mlpc import resume
 
     if args.checkpoint_every < 0:
@@ -66,31 +87,27 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"resumed from {args.checkpoint} at step {where.step} (epoch {where.epoch + 1}, "
                   f"batch {where.batch})", flush=True)
-    bar: Any = None
-    t0, seen = time.perf_counter(), 0
+    progress: Progress | None = None
 
     def on_step(batch: int, loss: float) -> None:
-        nonlocal bar, seen
-        if bar is None:
+        nonlocal progress
+        if progress is None:
             epoch = resume.position(trainer.steps_taken - 1, n, trainer.batch_size).epoch
-            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="ex", file=sys.stdout,
-                       disable=args.no_progress, leave=False, dynamic_ncols=True)
-        seen += batch
-        bar.update(batch)
+            progress = Progress(n, f"epoch {epoch + 1}/{args.epochs}", args.no_progress)
+        progress.update(batch, loss)
 
     def on_epoch(epoch: int, losses: list[float]) -> None:
-        nonlocal bar, t0, seen
-        if bar is not None:
-            bar.close()
-            bar = None
-        elapsed = time.perf_counter() - t0
+        nonlocal progress
+        elapsed, seen = (progress.close(), progress.seen) if progress is not None else (1.0, 0)
+        progress = None
         mean = f"{np.mean(losses):.4f}" if losses else "n/a"
         line = f"epoch {epoch + 1}/{args.epochs}: loss {mean}, {seen / max(elapsed, 1e-9):.0f} samples/s"
         if trainer.num_classes is not None:
             line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
         print(line, flush=True)
-        t0, seen = time.perf_counter(), 0
 
+    # batches come from mlpc.resume.epoch_order(seed, epoch): a killed run resumed with --resume sees the
+    # same batches in the same order, so it ends bit-identical to an uninterrupted one
     resume.train(trainer, data.x_train, data.y_train, args.epochs, checkpoint=args.checkpoint,
                  every=args.checkpoint_every, on_step=on_step, on_epoch=on_epoch)
     if args.save:
