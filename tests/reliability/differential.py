@@ -115,8 +115,13 @@ def assert_close_f64(got: dict[str, np.ndarray], want: dict[str, np.ndarray], wh
 
 
 def assert_step_close_f32(before: dict[str, np.ndarray], got: dict[str, np.ndarray], want: dict[str, np.ndarray],
-                          what: str) -> None:
-    """Norm-wise agreement of an f32 step with the same step in f64: updates within 0.1% of their size."""
+                          what: str, opt: dict[str, Any]) -> None:
+    """Norm-wise agreement of an f32 step with the same step in f64: updates within 0.1% of their size.
+
+    Adam divides by sqrt(v): where v is tiny (its gradient history is at rounding-noise level: below 1e-5,
+    or 1e-3 of the tensor's largest) the f32 update's direction is noise, so such elements are only held to
+    the update's bound (|step| <= ~lr).
+    """
     for k in want:
         w, g, b = (np.asarray(a, np.float64) for a in (want[k], got[k], before[k]))
         assert np.isfinite(g).all(), f"{what}: {k} has non-finite values"
@@ -124,6 +129,28 @@ def assert_step_close_f32(before: dict[str, np.ndarray], got: dict[str, np.ndarr
             assert int(g) == int(w), f"{what}: step count {int(g)} != {int(w)}"
             continue
         d_want, d_got = w - b, g - b
-        err = float(np.linalg.norm(d_got - d_want))
-        bound = 1e-3 * float(np.linalg.norm(d_want)) + 2e-7 * float(np.linalg.norm(w)) + 1e-30
+        noisy = np.zeros(w.shape, bool)
+        if opt["type"] == "Adam" and f"adam.v.{k}" in want:
+            root_v = np.sqrt(np.asarray(want[f"adam.v.{k}"], np.float64))
+            noisy = root_v < max(1e-3 * float(root_v.max()), 1e-5) + opt["eps"]
+            limit = opt["lr"] * (3.0 / np.sqrt(1 - opt["betas"][1]) + opt["weight_decay"] * np.abs(b) + 1.0)
+            assert (np.abs(d_got - d_want)[noisy] <= limit[noisy] if limit.shape else limit).all(), \
+                f"{what}: {k} steps beyond Adam's bound where v is at noise level"
+        err = float(np.linalg.norm((d_got - d_want)[~noisy]))
+        bound = 1e-3 * float(np.linalg.norm(d_want[~noisy])) + 2e-7 * float(np.linalg.norm(w)) + 1e-30
         assert err <= bound, f"{what}: {k} differs from f64 by {err:.3g} (bound {bound:.3g})"
+
+
+def signal_collapsed(p: Problem, state: dict[str, np.ndarray], x: np.ndarray, floor: float = 1e-4) -> bool:
+    """True when some hidden layer's activations (in f64) are all below `floor`: the forward signal sits at
+    f32 rounding level (e.g. tanh-GELU of large negative inputs cancels to ~1e-7), so an f32 step cannot be
+    expected to match f64 to 0.1% and the f32-vs-f64 comparison is meaningless for this case."""
+    h = x.astype(np.float64)
+    for i, layer in enumerate(p.layers[:-1]):
+        z = h @ np.asarray(state[f"{2 * i}.weight"], np.float64)
+        if layer.bias:
+            z = z + np.asarray(state[f"{2 * i}.bias"], np.float64)
+        h = npmlp.act(layer.activation, z, layer.alpha)
+        if float(np.abs(h).max()) < floor:
+            return True
+    return False

@@ -15,9 +15,12 @@ from mlpc.types import DType, TensorType
 COUNTS: Counter[str] = Counter()
 
 
+LONG_SCALE = 20
+
+
 def examples(base: int) -> settings:
-    """Settings with `base` examples under the ci profile, 20x that under --long."""
-    scale = 20 if os.environ.get("MLPC_FUZZ_PROFILE") == "long" else 1
+    """Settings with `base` examples under the ci profile, LONG_SCALE times that under --long."""
+    scale = LONG_SCALE if os.environ.get("MLPC_FUZZ_PROFILE") == "long" else 1
     return settings(max_examples=base * scale)
 
 

@@ -36,7 +36,7 @@ def mutated(draw: Any, seed: bytes) -> bytes:
 
 
 @contextmanager
-def bounded(max_seconds: float = 5.0, max_bytes: int = 64 << 20) -> Iterator[None]:
+def bounded(max_seconds: float = 30.0, max_bytes: int = 64 << 20) -> Iterator[None]:
     """Fail if the block runs longer than `max_seconds` or allocates (Python + NumPy) more than `max_bytes`."""
     tracemalloc.start()
     start = time.perf_counter()

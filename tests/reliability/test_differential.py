@@ -9,7 +9,8 @@ from hypothesis import example, given
 from mlpc.types import DType
 from runtime.backend import available_backends
 
-from .differential import assert_step_close_f32, check_steps_f64, compile_problem, host_state, run_graph, step_graph
+from .differential import (assert_step_close_f32, check_steps_f64, compile_problem, host_state, run_graph,
+                           signal_collapsed, step_graph)
 from .fuzzing import count, examples
 from .npmlp import Layer
 from .strategies import Problem, problems
@@ -57,6 +58,11 @@ def test_compiled_step_matches_handwritten_mlp(p: Problem) -> None:
     check_reference(p)
 
 
+BOTTLENECK = _regression([Layer(65, 13, False, "relu"), Layer(13, 1, False, "gelu"), Layer(1, 101, False, "relu"),
+                          Layer(101, 2, False, "relu"), Layer(2, 1, False, "relu"), Layer(1, 2, False, "identity")],
+                         "ce", dict(ADAM, lr=0.3), 1, [1, 1], 872)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(p=problems(max_width=160, max_batch=129))
 @examples(25)
@@ -69,6 +75,9 @@ def test_backend_f32_trainer_tracks_f64_interpretation(backend: str, p: Problem)
     graphs: dict[int, object] = {}
     for i, (x, y) in enumerate(p.batches):
         before = host_state(trainer)
+        if signal_collapsed(p, before, x):
+            count(f"f32 trainer on {backend}: steps not compared (collapsed signal)")
+            break  # the remaining steps compare noise (see signal_collapsed); earlier steps were checked
         rows = len(x)
         if rows not in graphs:
             graphs[rows] = step_graph(trainer, rows, DType.f64)
@@ -77,7 +86,7 @@ def test_backend_f32_trainer_tracks_f64_interpretation(backend: str, p: Problem)
                                     y if p.loss == "ce" else y.astype(np.float64))
         loss = trainer.step(x, y)
         assert abs(loss - want_loss) <= 1e-4 * abs(want_loss) + 1e-5, f"step {i} loss {loss} vs {want_loss}"
-        assert_step_close_f32(before, host_state(trainer), want, f"step {i} of {p.describe()} on {backend}")
+        assert_step_close_f32(before, host_state(trainer), want, f"step {i} of {p.describe()} on {backend}", p.opt)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -97,3 +106,15 @@ def test_chaotic_adam_case_found_by_fuzzing() -> None:
               Layer(185, 300, False, "sigmoid"), Layer(300, 129, True, "relu"), Layer(129, 293, True, "identity")]
     opt = dict(ADAM, lr=0.3, betas=(0.0, 0.99), bias_correction=False)
     check_reference(_regression(layers, "ce", opt, 172, [172] * 4, 0))
+
+
+def test_collapsed_signal_is_recognized() -> None:
+    """Found by --long: behind a 1-unit tanh-GELU layer fed -5.2, f32 computes 0.5x(1 + tanh u) ~ 1e-7 with no
+    correct digits, and Adam turns that noise into full-size steps; such steps are not compared with f64."""
+    from .differential import compile_problem as build
+
+    trainer = build(BOTTLENECK, "numpy")
+    trainer.step(*BOTTLENECK.batches[0])
+    assert signal_collapsed(BOTTLENECK, host_state(trainer), BOTTLENECK.batches[1][0])
+    assert not signal_collapsed(REGRESSIONS[2], host_state(compile_problem(REGRESSIONS[2], "numpy")),
+                                REGRESSIONS[2].batches[0][0])
