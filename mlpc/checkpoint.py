@@ -64,7 +64,7 @@ def remove_stale_temps(path: str) -> list[str]:
     """Delete temp files that a killed writer of `path` left behind; returns their names."""
     folder = os.path.dirname(os.path.abspath(path)) or "."
     prefix = temp_prefix(path)
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:

@@ -43,7 +43,8 @@ class Dataset:
 
 def _read_limited(f: Any, limit: int, path: str) -> bytes:
     """Read a stream in chunks, refusing more than `limit` bytes (no up-front buffer of `limit` bytes)."""
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         chunk = f.read(1 << 20)
         if not chunk:

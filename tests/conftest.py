@@ -1,4 +1,4 @@
-"""Suite-wide pytest setup: hypothesis profiles `ci` (default) and `long` (`pytest --long` or MLPC_FUZZ_PROFILE=long)."""
+"""Suite-wide pytest setup: hypothesis profiles `ci` (default) and `long` (`--long` or MLPC_FUZZ_PROFILE=long)."""
 
 from __future__ import annotations
 

@@ -87,7 +87,8 @@ def normalize_attrs(opdef: OpDef, attrs: Attrs) -> Attrs:
 
 
 def _check_attr_type(op: str, key: str, default: Any, v: Any) -> Any:
-    """An attribute must have its default's kind (float, bool, int, str, tuple of ints): parsed text can hold anything."""
+    """An attribute must have its default's kind (float, bool, int, str, tuple of ints): parsed text can hold
+    anything."""
     def bad(kind: str) -> ShapeError:
         return ShapeError(f"op {op}: attribute {key} must be {kind}, got {v!r}")
 

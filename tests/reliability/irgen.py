@@ -16,7 +16,7 @@ UNARY = ("neg", "exp", "log", "sqrt", "square", "abs", "sign", "relu", "sigmoid"
 BINARY = ("add", "sub", "mul", "div", "maximum", "minimum")
 COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal")
 NAME_CHARS = string.ascii_letters + string.digits + "_."
-ODD_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+ODD_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 ATTR_FLOATS = st.one_of(st.floats(allow_nan=False, width=64), st.sampled_from([0.0, -0.0, 1.0, 1e-300, 1e300]))
 
 
@@ -89,13 +89,15 @@ class _Gen:
                 self.emit("where", cond, *pair)
         elif kind == "reduce":
             x = self.floats()
-            axes = d(st.lists(st.integers(-max(x.type.rank, 1), max(x.type.rank, 1) - 1), unique_by=lambda a: a % max(x.type.rank, 1), max_size=x.type.rank)) if x.type.rank else []
+            r = x.type.rank
+            axes = d(st.lists(st.integers(-r, r - 1), unique_by=lambda a: a % r, max_size=r)) if r else []
             self.emit(d(st.sampled_from(["sum", "mean", "max"])), x, axes=axes, keepdims=d(st.booleans()))
         elif kind == "shape":
             x = self.floats()
             how = d(st.sampled_from(["reshape", "transpose", "broadcast_to"]))
             if how == "reshape":
-                self.emit("reshape", x, shape=d(st.sampled_from([(x.type.size,), (1, x.type.size), (x.type.size, 1)])))
+                n = x.type.size
+                self.emit("reshape", x, shape=d(st.sampled_from([(n,), (1, n), (n, 1)])))
             elif how == "transpose":
                 self.emit("transpose", x, perm=d(st.one_of(st.just(()), st.permutations(range(x.type.rank)))))
             else:
@@ -108,12 +110,13 @@ class _Gen:
             k = a.shape[0] if ta else a.shape[1]
             n = d(st.integers(1, 4))
             bshape = (n, k) if tb else (k, n)
-            b = self.pick(lambda v: v.type == TensorType(a.dtype, bshape)) or self.new_input(TensorType(a.dtype, bshape))
+            bt = TensorType(a.dtype, bshape)
+            b = self.pick(lambda v: v.type == bt) or self.new_input(bt)
             self.emit("matmul", a, b, transpose_a=ta, transpose_b=tb)
         elif kind == "full":
             dt = d(st.sampled_from(FLOATS + (DType.i32,)))
-            value = float(d(st.integers(-3, 3))) if dt == DType.i32 else d(st.one_of(ATTR_FLOATS, st.just(float("inf")),
-                                                                                    st.just(float("-inf")), st.just(float("nan"))))
+            specials = st.sampled_from([float("inf"), float("-inf"), float("nan")])
+            value = float(d(st.integers(-3, 3))) if dt == DType.i32 else d(st.one_of(ATTR_FLOATS, specials))
             self.emit("full", value=value, dtype=dt.value, shape=_shape(d))
         elif kind == "cast":
             x = self.floats()
@@ -144,7 +147,8 @@ class _Gen:
         elif kind == "optimizer":
             p = self.floats()
             g = self.pick(lambda v: v.type == p.type and v is not p) or self.new_input(p.type)
-            t = self.pick(lambda v: v.type == TensorType(DType.i32, ())) or self.new_input(TensorType(DType.i32, ()), "state")
+            step_t = TensorType(DType.i32, ())
+            t = self.pick(lambda v: v.type == step_t) or self.new_input(step_t, "state")
             which = d(st.sampled_from(["sgd", "sgd_momentum", "momentum", "adam"]))
             lr = d(st.floats(1e-6, 1.0))
             if which == "sgd":

@@ -29,7 +29,7 @@ IDX_SEED = idx_bytes(np.arange(3 * 4 * 5).reshape(3, 4, 5) % 256)
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 
@@ -120,11 +120,12 @@ def _zip(members: dict[str, bytes]) -> bytes:
 FORGED_NPZ = {
     "x claims 2**40 doubles": {"x.npy": _npy_header((2 ** 20, 2 ** 20)) + b"\0" * 64,
                                "y.npy": _npy_header((2,), "<i8") + b"\0" * 16},
-    "x claims 10 GiB": {"x.npy": _npy_header((2 ** 20, 1280)) + b"\0" * 64, "y.npy": _npy_header((2,), "<i8") + b"\0" * 16},
+    "x claims 10 GiB": {"x.npy": _npy_header((2 ** 20, 1280)) + b"\0" * 64,
+                        "y.npy": _npy_header((2,), "<i8") + b"\0" * 16},
     "object dtype": {"x.npy": _npy_header((2, 2), "|O") + b"\0" * 64, "y.npy": _npy_header((2,), "<i8") + b"\0" * 16},
 }
-BAD_NPZ = {
-    "0-d x": dict(x=np.float32(1.0), y=np.int32(0)),
+BAD_NPZ: dict[str, dict[str, np.ndarray]] = {
+    "0-d x": dict(x=np.asarray(np.float32(1.0)), y=np.asarray(np.int32(0))),
     "x without rows": dict(x_train=np.zeros((0, 3), np.float32), y_train=np.zeros(0, np.int32),
                            x_test=np.zeros((2, 3), np.float32), y_test=np.zeros(2, np.int32)),
     "train labels shorter than x": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(3, np.int32),

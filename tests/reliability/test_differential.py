@@ -9,8 +9,15 @@ from hypothesis import example, given
 from mlpc.types import DType
 from runtime.backend import available_backends
 
-from .differential import (assert_step_close_f32, check_steps_f64, compile_problem, host_state, run_graph,
-                           signal_collapsed, step_graph)
+from .differential import (
+    assert_step_close_f32,
+    check_steps_f64,
+    compile_problem,
+    host_state,
+    run_graph,
+    signal_collapsed,
+    step_graph,
+)
 from .fuzzing import count, examples
 from .npmlp import Layer
 from .strategies import Problem, problems

@@ -1,4 +1,4 @@
-"""Bad input at Trainer.step/predict: clear InputErrors or documented conversions; native code sees only checked arrays."""
+"""Bad input at Trainer.step/predict: clear InputErrors or documented conversions; backends see only checked arrays."""
 
 from __future__ import annotations
 
@@ -68,9 +68,11 @@ BAD_X = {
     "strings": (np.array([["a"] * 5] * 8), "real numbers"),
     "objects": (np.array([[object()] * 5] * 8), "real numbers"),
     "not an array": ("x", "NumPy array"),
-    "NaN": (np.where(np.arange(40).reshape(8, 5) == 7, np.nan, X).astype(np.float32), r"NaN or Inf .*row 1, column 2"),
+    "NaN": (np.where(np.arange(40).reshape(8, 5) == 7, np.nan, X).astype(np.float32),
+            r"NaN or Inf .*row 1, column 2"),
     "Inf": (np.where(np.arange(40).reshape(8, 5) == 0, np.inf, X).astype(np.float32), "NaN or Inf"),
-    "f64 overflowing f32": (np.where(np.arange(40).reshape(8, 5) == 3, 1e300, X.astype(np.float64)), "overflows float32"),
+    "f64 overflowing f32": (np.where(np.arange(40).reshape(8, 5) == 3, 1e300, X.astype(np.float64)),
+                            "overflows float32"),
 }
 
 

@@ -70,8 +70,10 @@ HOSTILE = {
     "huge float attribute": "func @f() -> (o: f32[]) {\n  %0: f32[] = full {value = 1e999999}\n  return %0\n}\n",
     "bad string escape in loc": 'func @f(%x: f32[]) -> (o: f32[]) {\n  %0: f32[] = neg %x loc("\\q")\n  return %0\n}\n',
     "bad unicode escape in output name": 'func @f(%x: f32[]) -> ("\\uZZZZ": f32[]) {\n  return %x\n}\n',
-    "lone surrogate escape in loc": 'func @f(%x: f32[]) -> (o: f32[]) {\n  %0: f32[] = neg %x loc("\\ud800")\n  return %0\n}\n',
-    "string-typed float attribute": 'func @f(%x: f32[]) -> (o: f32[]) {\n  %0: f32[] = pow %x {exponent = "2"}\n  return %0\n}\n',
+    "lone surrogate escape in loc": 'func @f(%x: f32[]) -> (o: f32[]) {\n'
+                                    '  %0: f32[] = neg %x loc("\\ud800")\n  return %0\n}\n',
+    "string-typed float attribute": 'func @f(%x: f32[]) -> (o: f32[]) {\n'
+                                    '  %0: f32[] = pow %x {exponent = "2"}\n  return %0\n}\n',
     "list-typed bool attribute": "func @f(%x: f32[2,2]) -> (o: f32[2,2]) {\n"
                                  "  %0: f32[2,2] = matmul %x, %x {transpose_a = [1]}\n  return %0\n}\n",
     "float shape in full": "func @f() -> (o: f32[2]) {\n  %0: f32[2] = full {shape = [2.0]}\n  return %0\n}\n",

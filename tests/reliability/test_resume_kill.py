@@ -38,7 +38,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def command(d: str, ckpt: str, epochs: int = 2, every: int = 1) -> list[str]:
-    return [sys.executable, "-m", "mlpc.cli", "train", os.path.join(d, "model.py"), "--npz", os.path.join(d, "data.npz"),
+    return [sys.executable, "-m", "mlpc.cli", "train", os.path.join(d, "model.py"),
+            "--npz", os.path.join(d, "data.npz"),
             "--epochs", str(epochs), "--batch-size", "8", "--seed", "11", "--backend", "numpy", "--no-progress",
             "--checkpoint", ckpt, "--checkpoint-every", str(every), "--resume"]
 
