@@ -26,8 +26,9 @@ def _shape(draw: Any, rank: int | None = None) -> tuple[int, ...]:
 
 
 class _Gen:
-    def __init__(self, draw: Any) -> None:
+    def __init__(self, draw: Any, floats: tuple[DType, ...] = FLOATS) -> None:
         self.draw = draw
+        self.float_types = floats
         self.b = Builder()
         self.inputs: list[Input] = []
         self.pool: list[Value] = []
@@ -54,7 +55,7 @@ class _Gen:
     def floats(self) -> Value:
         v = self.pick(lambda v: v.dtype.is_float)
         if v is None:
-            v = self.new_input(TensorType(self.draw(st.sampled_from(FLOATS)), _shape(self.draw)))
+            v = self.new_input(TensorType(self.draw(st.sampled_from(self.float_types)), _shape(self.draw)))
         return v
 
     def emit(self, *args: Any, **kw: Any) -> None:
@@ -106,7 +107,7 @@ class _Gen:
             ta, tb = d(st.booleans()), d(st.booleans())
             a = self.pick(lambda v: v.dtype.is_float and v.type.rank == 2)
             if a is None:
-                a = self.new_input(TensorType(d(st.sampled_from(FLOATS)), _shape(d, 2)))
+                a = self.new_input(TensorType(d(st.sampled_from(self.float_types)), _shape(d, 2)))
             k = a.shape[0] if ta else a.shape[1]
             n = d(st.integers(1, 4))
             bshape = (n, k) if tb else (k, n)
@@ -114,13 +115,13 @@ class _Gen:
             b = self.pick(lambda v: v.type == bt) or self.new_input(bt)
             self.emit("matmul", a, b, transpose_a=ta, transpose_b=tb)
         elif kind == "full":
-            dt = d(st.sampled_from(FLOATS + (DType.i32,)))
+            dt = d(st.sampled_from(self.float_types + (DType.i32,)))
             specials = st.sampled_from([float("inf"), float("-inf"), float("nan")])
             value = float(d(st.integers(-3, 3))) if dt == DType.i32 else d(st.one_of(ATTR_FLOATS, specials))
             self.emit("full", value=value, dtype=dt.value, shape=_shape(d))
         elif kind == "cast":
             x = self.floats()
-            self.emit("cast", x, dtype=d(st.sampled_from(["f32", "f64"])))
+            self.emit("cast", x, dtype=d(st.sampled_from([t.value for t in self.float_types])))
         elif kind == "softmax":
             x = self.pick(lambda v: v.dtype.is_float and v.type.rank >= 1) or self.new_input(
                 TensorType(DType.f32, _shape(d, 2)))
@@ -165,7 +166,8 @@ class _Gen:
         else:
             labels = self.pick(lambda v: v.dtype == DType.i32 and v.type.rank <= 2) or self.new_input(
                 TensorType(DType.i32, _shape(d)), "data")
-            self.emit("one_hot", labels, num_classes=d(st.integers(1, 5)), dtype=d(st.sampled_from(["f32", "f64"])))
+            self.emit("one_hot", labels, num_classes=d(st.integers(1, 5)),
+                      dtype=d(st.sampled_from([t.value for t in self.float_types])))
 
 
 def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
@@ -180,11 +182,11 @@ OUTPUT_NAMES = st.one_of(st.text(alphabet=NAME_CHARS, min_size=1, max_size=8), O
 
 
 @st.composite
-def graphs(draw: Any, max_ops: int = 20) -> Graph:
+def graphs(draw: Any, max_ops: int = 20, floats: tuple[DType, ...] = FLOATS) -> Graph:
     """A random valid graph: inputs of every role, ops from every op family, odd names and locations."""
-    g = _Gen(draw)
+    g = _Gen(draw, floats)
     for _ in range(draw(st.integers(1, 3))):
-        g.new_input(TensorType(draw(st.sampled_from(FLOATS)), _shape(draw)))
+        g.new_input(TensorType(draw(st.sampled_from(floats)), _shape(draw)))
     for _ in range(draw(st.integers(1, max_ops))):
         g.step()
     produced = [v for op in g.b.ops for v in op.results]

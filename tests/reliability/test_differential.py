@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 
+from mlpc.errors import MlpcError
 from mlpc.types import DType
-from runtime.backend import available_backends
+from runtime.backend import available_backends, get_backend
 
 from .differential import (
     assert_step_close_f32,
@@ -100,9 +101,16 @@ def test_backend_f32_trainer_tracks_f64_interpretation(backend: str, p: Problem)
 @given(p=problems(max_width=96, max_batch=65, max_depth=4))
 @examples(15)
 def test_backend_runs_f64_graphs_like_interpreter(backend: str, p: Problem) -> None:
-    """The f64 step graph lowered on `backend` matches the interpreter to f64 rounding."""
-    count(f"f64 step graph on {backend} vs interpreter")
+    """The f64 step graph lowered on `backend` matches the interpreter to f64 rounding, or the backend refuses
+    f64 up front with a clear MlpcError (the llvm backend computes in f32 only)."""
     trainer = compile_problem(p, "numpy")
+    try:
+        get_backend(backend).lower(step_graph(trainer, p.batch, DType.f64), lambda stage, text: None)
+    except MlpcError as e:
+        assert "f64" in str(e), f"{backend} failed on an f64 graph without saying f64 is unsupported: {e}"
+        count(f"f64 step graph refused by {backend} (clear error)")
+        return
+    count(f"f64 step graph on {backend} vs interpreter")
     check_steps_f64(p, trainer, host_state(trainer), None, backend, handwritten=False)
 
 

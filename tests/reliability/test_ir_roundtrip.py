@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 
+from mlpc.errors import MlpcError
 from mlpc.interpreter import interpret
 from mlpc.ir import Graph, structurally_equal
 from mlpc.parser import parse
 from mlpc.printer import print_graph
+from mlpc.types import DType
 from mlpc.verifier import verify
+from runtime.backend import available_backends, get_backend
 
 from .fuzzing import count, examples
 from .irgen import graphs
+
+BACKENDS = available_backends()
 
 
 def random_inputs(g: Graph, seed: int) -> dict[str, np.ndarray]:
@@ -45,3 +51,34 @@ def test_random_graph_round_trips(g: Graph) -> None:
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=f"output {k!r} differs after the round trip")
         assert got[k].dtype == want[k].dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(g=graphs(max_ops=12, floats=(DType.f32,)))
+@examples(60)
+def test_random_f32_graphs_on_backends(backend: str, g: Graph) -> None:
+    """Every backend either refuses a graph with a clear MlpcError when lowering, or computes what the
+    interpreter computes (same NaN/Inf positions; values to f32 tolerance)."""
+    inputs = random_inputs(g, 1)
+    want = interpret(g, inputs)
+    be = get_backend(backend)
+    try:
+        compiled = be.lower(g, lambda stage, text: None)
+    except MlpcError:
+        count(f"random f32 graph refused by {backend} (clear error)")
+        return
+    count(f"random f32 graph on {backend} vs interpreter")
+    state = {i.name: be.to_device(inputs[i.name]) for i in g.inputs if i.role != "data"}
+    got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
+    assert sorted(got) == sorted(want), f"{backend} returned outputs {sorted(got)}, graph has {sorted(want)}"
+    for k, w in want.items():
+        a = np.asarray(got[k])
+        assert a.shape == w.shape and a.dtype == w.dtype, f"{k}: {a.dtype}{a.shape} vs {w.dtype}{w.shape}"
+        if w.dtype.kind != "f":
+            np.testing.assert_array_equal(a, w, err_msg=k)
+            continue
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(w), err_msg=f"{k}: NaN positions differ")
+        np.testing.assert_array_equal(np.isinf(a) * np.sign(a), np.isinf(w) * np.sign(w), err_msg=f"{k}: Inf")
+        fin = np.isfinite(w)
+        np.testing.assert_allclose(a[fin], w[fin], rtol=1e-4, atol=1e-6 * (np.abs(w[fin]).max(initial=0) + 1),
+                                   err_msg=k)
