@@ -86,7 +86,11 @@ def save_arrays(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, s
     meta["mlpc.format"] = FORMAT
     meta["mlpc.checksum"] = checksum(tensors, meta)
     # np.ascontiguousarray would turn 0-d arrays (the step count t) into shape [1]; np.require keeps them 0-d
-    atomic_write(path, save({k: np.require(v, requirements="C") for k, v in tensors.items()}, metadata=meta))
+    blob = save({k: np.require(v, requirements="C") for k, v in tensors.items()}, metadata=meta)
+    try:
+        atomic_write(path, blob)
+    except OSError as e:  # disk full, read-only folder, ...: the previous checkpoint at `path` is untouched
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
 
 
 def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
