@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
                      print_after_change=args.print_after_change, stream=sys.stdout)
     if args.pipeline:
         graph = pm.run(graph, args.pipeline)
+    elif not args.no_verify:
+        from mlpc.verifier import verify
+
+        verify(graph, after="parse")  # with no passes to run, still refuse to echo a broken graph
     out = print_graph(graph)
     if args.output:
         from mlpc.checkpoint import atomic_write
