@@ -1,0 +1,64 @@
+"""What changed between two stages: a side-by-side line diff and a count of ops added and removed."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from html import escape
+
+_LOC = re.compile(r' loc\("(?:[^"\\]|\\.)*"\)')
+_OP = re.compile(r"^\s+%[^=]+=\s+([a-z_][a-z0-9_]*)")
+_NUMBERED = re.compile(r"%\d+\b")
+
+
+def _mask(line: str) -> str:
+    """A line with numbered values masked, so renumbering after an insertion does not count as a change."""
+    return _NUMBERED.sub("%#", line)
+
+
+def strip_locs(text: str) -> str:
+    return _LOC.sub("", text)
+
+
+def op_counts(text: str) -> Counter[str]:
+    """Op names in a textual IR function (lines `%a: T = name ...`)."""
+    return Counter(m.group(1) for line in text.splitlines() if (m := _OP.match(line)))
+
+
+def summary(before: str, after: str) -> str:
+    """One line: `+3 matmul, -1 full` (or `no op changes`)."""
+    a, b = op_counts(before), op_counts(after)
+    parts = [f"+{b[k] - a[k]} {k}" for k in sorted(b) if b[k] > a[k]]
+    parts += [f"-{a[k] - b[k]} {k}" for k in sorted(a) if a[k] > b[k]]
+    if not parts:
+        return "no op changes" if strip_locs(before) != strip_locs(after) or not before else "unchanged"
+    return ", ".join(parts)
+
+
+def side_by_side_html(before: str, after: str, context: int | None = None) -> str:
+    """A two-column HTML table: deleted lines red on the left, inserted green on the right, lines that
+    differ only by value numbering grey."""
+    a, b = strip_locs(before).splitlines(), strip_locs(after).splitlines()
+    rows = []
+    matcher = difflib.SequenceMatcher(None, [_mask(x) for x in a], [_mask(y) for y in b], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        left, right = a[i1:i2], b[j1:j2]
+        if tag == "equal":
+            if context is not None and len(left) > 2 * context + 1:
+                for x, y in zip(left[:context], right[:context]):
+                    rows.append(_row("eq", x, "eq", y) if x == y else _row("ren", x, "ren", y))
+                rows.append(f'<tr class="skip"><td colspan="2">… {len(left) - 2 * context} unchanged lines …</td></tr>')
+                left, right = left[-context:], right[-context:]
+            for x, y in zip(left, right):
+                rows.append(_row("eq", x, "eq", y) if x == y else _row("ren", x, "ren", y))
+            continue
+        for n in range(max(len(left), len(right))):
+            x = left[n] if n < len(left) else None
+            y = right[n] if n < len(right) else None
+            rows.append(_row("del" if x is not None else "gap", x or "", "ins" if y is not None else "gap", y or ""))
+    return '<table class="diff"><colgroup><col><col></colgroup>' + "".join(rows) + "</table>"
+
+
+def _row(lc: str, left: str, rc: str, right: str) -> str:
+    return f'<tr><td class="{lc}">{escape(left)}</td><td class="{rc}">{escape(right)}</td></tr>'
