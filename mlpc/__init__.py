@@ -5,6 +5,7 @@ from mlpc import init, nn, optim
 from mlpc.api import Trainer, compile
 from mlpc.errors import (CheckpointError, DatasetError, InputError, MlpcError, NumericalError, ParseError,
                          ShapeError, VerifyError)
+from mlpc.inspection import inspect
 from mlpc.ir import Graph
 from mlpc.parser import parse
 from mlpc.printer import print_graph
@@ -21,5 +22,5 @@ def load(path: str, model: "nn.Module | None" = None, backend: str | None = None
 
 
 __all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "init", "load", "nn", "optim",
+           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "init", "inspect", "load", "nn", "optim",
            "parse", "print_graph", "trace"]

@@ -54,9 +54,9 @@ def side_by_side_html(before: str, after: str, context: int | None = None) -> st
                 rows.append(_row("eq", x, "eq", y) if x == y else _row("ren", x, "ren", y))
             continue
         for n in range(max(len(left), len(right))):
-            x = left[n] if n < len(left) else None
-            y = right[n] if n < len(right) else None
-            rows.append(_row("del" if x is not None else "gap", x or "", "ins" if y is not None else "gap", y or ""))
+            lc, x = ("del", left[n]) if n < len(left) else ("gap", "")
+            rc, y = ("ins", right[n]) if n < len(right) else ("gap", "")
+            rows.append(_row(lc, x, rc, y))
     return '<table class="diff"><colgroup><col><col></colgroup>' + "".join(rows) + "</table>"
 
 

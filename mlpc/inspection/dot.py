@@ -51,8 +51,8 @@ def to_dot(graph: Graph, kp: KernelPlan | None = None, title: str = "") -> str:
     kernel_of = kp.kernel_of_op() if kp is not None else {}
     color_of: dict[str, str] = {}
     if kp is not None and kp.fused:
-        for n, k in enumerate(kp.kernels):
-            color_of[k.name] = PALETTE[n % len(PALETTE)]
+        for n, kern in enumerate(kp.kernels):
+            color_of[kern.name] = PALETTE[n % len(PALETTE)]
     body: dict[str, list[str]] = {}
     for i, op in enumerate(graph.ops):
         nid = f"op{i}"
