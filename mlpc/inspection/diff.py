@@ -9,12 +9,13 @@ from html import escape
 
 _LOC = re.compile(r' loc\("(?:[^"\\]|\\.)*"\)')
 _OP = re.compile(r"^\s+%[^=]+=\s+([a-z_][a-z0-9_]*)")
-_NUMBERED = re.compile(r"%\d+\b")
+_NUMBERED = re.compile(r"%(\d+)(?![\w.])")
+_DEF = re.compile(r"%(\d+):")
 
 
 def _mask(line: str) -> str:
     """A line with numbered values masked, so renumbering after an insertion does not count as a change."""
-    return _NUMBERED.sub("%#", line)
+    return _NUMBERED.sub("%#", line)  # %0.weight (a parameter) is a name, not a number
 
 
 def strip_locs(text: str) -> str:
@@ -38,20 +39,32 @@ def summary(before: str, after: str) -> str:
 
 def side_by_side_html(before: str, after: str, context: int | None = None) -> str:
     """A two-column HTML table: deleted lines red on the left, inserted green on the right, lines that
-    differ only by value numbering grey."""
+    differ only by a consistent renumbering of values grey."""
     a, b = strip_locs(before).splitlines(), strip_locs(after).splitlines()
+    rename: dict[str, str] = {}
+
+    def pair(x: str, y: str) -> str:
+        dx, dy = _DEF.findall(x), _DEF.findall(y)
+        if len(dx) == len(dy):
+            rename.update(zip(dx, dy))
+        if x == y:
+            return _row("eq", x, "eq", y)
+        if _NUMBERED.sub(lambda m: "%" + rename.get(m.group(1), "?"), x) == y:
+            return _row("ren", x, "ren", y)
+        return _row("del", x, "ins", y)
+
     rows = []
     matcher = difflib.SequenceMatcher(None, [_mask(x) for x in a], [_mask(y) for y in b], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         left, right = a[i1:i2], b[j1:j2]
         if tag == "equal":
             if context is not None and len(left) > 2 * context + 1:
-                for x, y in zip(left[:context], right[:context]):
-                    rows.append(_row("eq", x, "eq", y) if x == y else _row("ren", x, "ren", y))
+                rows += [pair(x, y) for x, y in zip(left[:context], right[:context])]
                 rows.append(f'<tr class="skip"><td colspan="2">… {len(left) - 2 * context} unchanged lines …</td></tr>')
+                for x, y in zip(left[context:-context], right[context:-context]):
+                    pair(x, y)  # keep the renaming map up to date
                 left, right = left[-context:], right[-context:]
-            for x, y in zip(left, right):
-                rows.append(_row("eq", x, "eq", y) if x == y else _row("ren", x, "ren", y))
+            rows += [pair(x, y) for x, y in zip(left, right)]
             continue
         for n in range(max(len(left), len(right))):
             lc, x = ("del", left[n]) if n < len(left) else ("gap", "")
