@@ -150,7 +150,8 @@ def ir_and_reference(graph: Graph, ops: list[int]) -> str:
 
     wanted = set(ops)
     text = print_graph(graph, show_loc=False).splitlines()
-    body = [text[1 + i] for i in range(len(graph.ops)) if i in wanted]
+    first = len(text) - 2 - len(graph.ops)  # op lines sit between the (maybe wrapped) header and `return`
+    body = [text[first + i] for i in range(len(graph.ops)) if i in wanted]
     parts = ["// IR", *body]
     done: set[str] = set()
     for i in ops:
