@@ -25,8 +25,13 @@ def write_file(path: str, data: bytes) -> None:
     from mlpc.checkpoint import atomic_write
     from mlpc.errors import MlpcError
 
+    import os
+
     try:
         atomic_write(path, data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)  # a normal file, not the temp file's 0600
     except OSError as e:
         raise MlpcError(f"cannot write {path}: {e.strerror or e}") from None
 

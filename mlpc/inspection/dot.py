@@ -41,7 +41,7 @@ def to_dot(graph: Graph, kp: KernelPlan | None = None, title: str = "") -> str:
              '  edge [fontname="Helvetica", fontsize=9, color="#555555"];']
     label = title or f"@{graph.name}"
     if kp is not None:
-        label += "\\n" + kp.grouping
+        label += "\\n" + kp.grouping + ("; colour = kernel" if kp.fused else "; colour = op kind")
     lines.append(f'  labelloc=t; label="{_esc(label)}";')
     for n, inp in enumerate(graph.inputs):
         nid = f"in{n}"

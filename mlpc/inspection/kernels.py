@@ -75,7 +75,7 @@ def plan_kernels(graph: Graph, use_fusion: bool = True) -> KernelPlan:
         if op.name == "full" and op.result.type.size == 1:
             continue  # scalar constants are immediates, not kernels
         kernels.append(KernelInfo(f"k{len(kernels)}_{op.name}", op.name, [i], op_cost(op), op_names=[op.name]))
-    return KernelPlan(graph, kernels, f"one kernel per op ({reason})", False)
+    return KernelPlan(graph, kernels, f"one kernel per op: {reason}", False)
 
 
 def _needed_outside(graph: Graph) -> set[int]:

@@ -52,8 +52,8 @@ def lifetimes(kp: KernelPlan) -> Lifetimes:
                 return Lifetimes(int(mp.arena_bytes), sorted(bufs, key=lambda b: b.offset), len(kp.kernels),
                                  "passes.memory (the plan the backend uses)")
             except Exception as e:  # noqa: BLE001 - fall back to the estimate below
-                return _estimate(kp, f"estimate (passes.memory failed: {type(e).__name__}: {e})")
-    return _estimate(kp, "estimate: greedy first-fit over kernel-boundary values (no memory pass installed)")
+                return _estimate(kp, f"estimate; passes.memory failed: {type(e).__name__}: {e}")
+    return _estimate(kp, "estimate by greedy first-fit over kernel-boundary values; no memory pass installed")
 
 
 def _estimate(kp: KernelPlan, source: str) -> Lifetimes:
