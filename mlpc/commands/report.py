@@ -22,10 +22,10 @@ def register(sub: Any) -> None:
 
 def write_file(path: str, data: bytes) -> None:
     """Atomic write with a clear error for a missing folder or no permission."""
+    import os
+
     from mlpc.checkpoint import atomic_write
     from mlpc.errors import MlpcError
-
-    import os
 
     try:
         atomic_write(path, data)
