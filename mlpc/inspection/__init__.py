@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -180,6 +181,11 @@ class Inspection:
         params = g.inputs_with_role("param")
         state = g.inputs_with_role("state")
         lt = self.memory()
+        arena, arena_source = lt.arena_bytes, lt.source
+        if "planned" in self.trainer.stages():  # the backend's own plan (scratch space included) wins
+            m = re.search(r"^// arena: (\d+) bytes", self.trainer.ir("planned"), re.M)
+            if m:
+                arena, arena_source = int(m.group(1)), f"the {self.trainer.backend_name} backend's memory plan"
         return Stats(
             parameters=sum(p.value.type.size for p in params),
             parameter_bytes=sum(p.value.type.nbytes for p in params),
@@ -187,7 +193,7 @@ class Inspection:
             flops_per_step=sum(op_flops(op) for op in g.ops),
             bytes_per_step=sum(k.cost.bytes for k in kp.kernels),
             ops=len(g.ops), kernels=len(kp.kernels), kernel_grouping=kp.grouping,
-            arena_bytes=lt.arena_bytes, arena_source=lt.source,
+            arena_bytes=arena, arena_source=arena_source,
             batch_size=int(self.trainer.batch_size), backend=str(self.trainer.backend_name))
 
     # --- pictures and reports ---------------------------------------------------------------

@@ -50,7 +50,7 @@ def lifetimes(kp: KernelPlan) -> Lifetimes:
                 bufs = [Buffer(names.get(v, "?"), str(v.type), s.offset, s.nbytes, *mp.intervals.get(v, (0, 0)))
                         for v, s in mp.slots.items() if s.external is None]
                 return Lifetimes(int(mp.arena_bytes), sorted(bufs, key=lambda b: b.offset), len(kp.kernels),
-                                 "passes.memory (the plan the backend uses)")
+                                 "passes.memory")
             except Exception as e:  # noqa: BLE001 - fall back to the estimate below
                 return _estimate(kp, f"estimate; passes.memory failed: {type(e).__name__}: {e}")
     return _estimate(kp, "estimate by greedy first-fit over kernel-boundary values; no memory pass installed")

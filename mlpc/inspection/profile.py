@@ -92,7 +92,10 @@ def attach_times(kp: KernelPlan, repeats: int = 5, compiled: Any = None, to_devi
     for k in kp.kernels:
         k.seconds = sum(per_op.get(i, 0.0) for i in k.ops)
     what = "summed over each kernel's ops" if kp.fused else "per op"
-    return f"NumPy interpreter, {what} (median of {repeats} runs)"
+    note = ""
+    if compiled is not None and backend_name not in ("", "numpy"):
+        note = f"; the {backend_name} backend offers no per-kernel profile(), so these are not its kernels' times"
+    return f"NumPy interpreter, {what} (median of {repeats} runs){note}"
 
 
 def step_time(compiled: Any, graph: Graph, to_device: Any, repeats: int = 5) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import mlpc
@@ -15,6 +17,13 @@ def _cache_dir(tmp_path_factory, monkeypatch):
 
 def small_model() -> nn.Module:
     return nn.Sequential(nn.Linear(13, 7), nn.ReLU(), nn.Linear(7, 3))
+
+
+@pytest.fixture
+def no_fusion(monkeypatch):
+    """Hide passes.fusion / passes.memory (present once the LLVM backend lands) for tests of the fallback."""
+    monkeypatch.setitem(sys.modules, "passes.fusion", None)
+    monkeypatch.setitem(sys.modules, "passes.memory", None)
 
 
 @pytest.fixture

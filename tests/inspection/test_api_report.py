@@ -25,7 +25,7 @@ batch_size = 3
 """
 
 
-def test_inspect_a_trainer_matches_trainer_ir(trainer):
+def test_inspect_a_trainer_matches_trainer_ir(trainer, no_fusion):
     view = mlpc.inspect(trainer)
     assert view.stages() == ["traced", "autodiff", "optimizer", "simplified"]
     for s in view.stages():
@@ -66,6 +66,9 @@ def test_graph_of_a_text_stage_is_a_clear_error(monkeypatch):
     view = mlpc.inspect(tr)
     assert view.stages() == ["traced", "autodiff", "optimizer", "simplified", "fused", "planned", "llvm", "asm"]
     assert view.ir("llvm").startswith("; ModuleID")
+    st = view.stats()
+    assert st.arena_bytes == int(view.ir("planned").split()[2])
+    assert st.arena_source == "the fake-llvm backend's memory plan"
     with pytest.raises(MlpcError, match="stage 'asm' is text, not a graph; graph stages: traced, .*fused, planned"):
         view.dot("asm")
     assert "cluster_k0_gemm" in view.dot("fused")
@@ -87,7 +90,7 @@ def _report(view, tmp_path):
     return html
 
 
-def test_report_is_self_contained_and_complete(trainer, tmp_path):
+def test_report_is_self_contained_and_complete(trainer, tmp_path, no_fusion):
     before = {k: v.copy() for k, v in trainer.parameters().items()}
     view = mlpc.inspect(trainer, repeats=2)
     html = _report(view, tmp_path)
@@ -117,5 +120,5 @@ def test_report_uses_backend_kernels_and_profile(monkeypatch, tmp_path):
     html = _report(view, tmp_path)
     assert "measured per kernel by the fake-llvm backend&#x27;s profiler" in html
     assert "define void @k0_gemm(ptr %args) {" in html
-    assert "passes.memory (the plan the backend uses)" in html
+    assert "the fake-llvm backend&#x27;s memory plan" in html
     assert 'id="stage-asm"' in html
