@@ -13,9 +13,13 @@ _NUMBERED = re.compile(r"%(\d+)(?![\w.])")
 _DEF = re.compile(r"%(\d+):")
 
 
+_COMMENT = re.compile(r"\s+//.*$")
+
+
 def _mask(line: str) -> str:
-    """A line with numbered values masked, so renumbering after an insertion does not count as a change."""
-    return _NUMBERED.sub("%#", line)  # %0.weight (a parameter) is a name, not a number
+    """A line with numbered values masked and trailing comments dropped, so renumbering after an insertion
+    or a new annotation (the fused stage's kernel names) does not count as a change."""
+    return _NUMBERED.sub("%#", _COMMENT.sub("", line))  # %0.weight (a parameter) is a name, not a number
 
 
 def strip_locs(text: str) -> str:
@@ -39,7 +43,7 @@ def summary(before: str, after: str) -> str:
 
 def side_by_side_html(before: str, after: str, context: int | None = None) -> str:
     """A two-column HTML table: deleted lines red on the left, inserted green on the right, lines that
-    differ only by a consistent renumbering of values grey."""
+    differ only by a consistent renumbering of values grey, lines that only gained a comment blue."""
     a, b = strip_locs(before).splitlines(), strip_locs(after).splitlines()
     rename: dict[str, str] = {}
 
@@ -49,8 +53,11 @@ def side_by_side_html(before: str, after: str, context: int | None = None) -> st
             rename.update(zip(dx, dy))
         if x == y:
             return _row("eq", x, "eq", y)
-        if _NUMBERED.sub(lambda m: "%" + rename.get(m.group(1), "?"), x) == y:
+        renamed = _NUMBERED.sub(lambda m: "%" + rename.get(m.group(1), "?"), x)
+        if renamed == y:
             return _row("ren", x, "ren", y)
+        if _COMMENT.sub("", renamed) == _COMMENT.sub("", y):
+            return _row("ann", x, "ann", y)
         return _row("del", x, "ins", y)
 
     rows = []

@@ -112,3 +112,10 @@ def test_renumbered_lines_are_not_changes():
     html = side_by_side_html(a, b)
     assert html.count('class="ren"') == 4  # two lines, both sides
     assert html.count('class="del"') == 1 and 'class="ins"' not in html
+
+
+def test_annotations_are_not_changes():
+    a = "  %0: f32[2] = exp %x\n  return %0"
+    b = "  %0: f32[2] = exp %x  // k0_elementwise\n  return %0"
+    html = side_by_side_html(a, b)
+    assert html.count('class="ann"') == 2 and 'class="del"' not in html and 'class="ins"' not in html
