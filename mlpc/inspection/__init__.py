@@ -132,18 +132,29 @@ class Inspection:
 
     # --- kernels, memory, machine -----------------------------------------------------------
     def kernel_plan(self, stage: str = "simplified") -> KernelPlan:
-        """Kernel grouping of a graph stage (the lowered graph by default), without timings."""
+        """Kernel grouping of a graph stage (the lowered graph by default), without timings: the
+        backend's own kernels when its compiled step reports them, else the fusion pass's, else one per op."""
         g = self.graph(stage)
         if stage not in self._plans:
-            self._plans[stage] = plan_kernels(g, self.use_fusion)
+            self._plans[stage] = self._backend_plan(g) or plan_kernels(g, self.use_fusion)
         return self._plans[stage]
+
+    def _backend_plan(self, g: Graph) -> KernelPlan | None:
+        from .kernels import plan_from_backend
+
+        compiled = self._compiled_step()
+        report = getattr(compiled, "kernel_ops", None)
+        if not self.use_fusion or not callable(report) or g is not self.trainer.graph("simplified"):
+            return None
+        return plan_from_backend(g, dict(report()), str(self.trainer.backend_name))
 
     def kernels(self) -> list[KernelInfo]:
         """The lowered graph's kernels with source and measured time (measured once, then reused)."""
         if self._timed is None:
             from .profile import attach_times
 
-            kp = plan_kernels(self.graph("simplified"), self.use_fusion)
+            g = self.graph("simplified")
+            kp = self._backend_plan(g) or plan_kernels(g, self.use_fusion)
             texts = {s: self.trainer.ir(s) for s in self.trainer.stages()}
             attach_sources(kp, texts, list(self.trainer.stages()))
             compiled = self._compiled_step()

@@ -78,6 +78,19 @@ def plan_kernels(graph: Graph, use_fusion: bool = True) -> KernelPlan:
     return KernelPlan(graph, kernels, f"one kernel per op: {reason}", False)
 
 
+def plan_from_backend(graph: Graph, kernel_ops: dict[str, list[int]], backend_name: str) -> KernelPlan:
+    """Kernels as a backend reports them (`Compiled.kernel_ops()`: kernel name -> op indices of the
+    lowered graph), for backends with their own kernel planner."""
+    needed = _needed_outside(graph)
+    kernels = []
+    for name, idx in kernel_ops.items():
+        ops = [graph.ops[i] for i in idx]
+        outside = {id(v) for v in needed_by_others(graph, list(idx))} | needed
+        kind = name.split("_", 1)[1] if "_" in name else name
+        kernels.append(KernelInfo(str(name), kind, list(idx), group_cost(ops, outside), op_names=[o.name for o in ops]))
+    return KernelPlan(graph, kernels, f"the {backend_name} backend's own kernels", True)
+
+
 def _needed_outside(graph: Graph) -> set[int]:
     return {id(o.value) for o in graph.outputs}
 
@@ -96,6 +109,7 @@ def needed_by_others(graph: Graph, ops: list[int]) -> list[Any]:
     return out
 
 
+_BLOCK = re.compile(r"^// ----- (\S+)(?: [^-]*)? -----$")
 _LLVM_DEFINE = re.compile(r"^define\b.*@\"?([A-Za-z0-9_.$]+)\"?\(")
 
 
@@ -103,6 +117,10 @@ def extract_function(text: str, name: str) -> str:
     """The definition of function `name` in LLVM IR, PTX, assembly or Python (Triton) text, or ""."""
     lines = text.splitlines()
     for i, line in enumerate(lines):
+        b = _BLOCK.match(line)
+        if b and b.group(1) == name:  # `// ----- name -----` sections (per-kernel TTIR / PTX dumps)
+            end = next((j for j in range(i + 1, len(lines)) if _BLOCK.match(lines[j])), len(lines))
+            return "\n".join(lines[i:end]).rstrip()
         m = _LLVM_DEFINE.match(line)
         if m and m.group(1) == name:
             for j in range(i, len(lines)):

@@ -31,8 +31,8 @@ table.kernels td.l{text-align:left;font-family:monospace}
 td.memory{background:#e8f6f3} td.compute{background:#eaf2fb}
 table.diff{border-collapse:collapse;width:100%;table-layout:fixed;font:12px/1.35 monospace}
 table.diff td{white-space:pre-wrap;word-break:break-all;vertical-align:top;padding:0 6px;border-left:1px solid #ddd}
-td.del{background:#fde2e1} td.ren{color:#777} td.ann{background:#eaf2fb} td.ins{background:#ddf6e2} td.gap{background:#f6f6f6}
-tr.skip td{color:#888;text-align:center;background:#fafafa}
+td.del{background:#fde2e1} td.ren{color:#777} td.ann{background:#eaf2fb} td.ins{background:#ddf6e2}
+td.gap{background:#f6f6f6} tr.skip td{color:#888;text-align:center;background:#fafafa}
 pre{background:#f7f7f9;border:1px solid #e1e1e8;padding:8px;overflow:auto;font-size:12px;max-height:520px}
 details{margin:6px 0} summary{cursor:pointer;font-weight:600}
 .note{color:#666;font-size:13px} .graph svg{max-width:100%;height:auto} .tabs button{margin:0 4px 4px 0}

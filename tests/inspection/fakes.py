@@ -111,3 +111,28 @@ class FakeLlvmBackend(NumpyBackend):
         record("llvm", "; ModuleID = 'step'\n" + llvm)
         record("asm", "\n".join(f"{k.name}:\n\tretq\n.Lfunc_end{k.index}:" for k in plan.kernels))
         return ProfiledCompiled(graph)
+
+
+class OwnKernelsCompiled(NumpyCompiled):
+    """A compiled step that reports its own kernels (`kernel_ops`), like a backend with its own planner."""
+
+    def kernel_ops(self):
+        n = len(self.graph.ops)
+        return {f"t{j}_pair": [i for i in (2 * j, 2 * j + 1) if i < n] for j in range((n + 1) // 2)}
+
+
+class FakeTritonBackend(NumpyBackend):
+    """Records Triton-like stages: Python source with one `def` per kernel and per-kernel TTIR sections."""
+
+    name = "fake-triton"
+    stages = ("kernels", "triton", "ttir", "ptx")
+
+    def lower(self, graph, record):
+        compiled = OwnKernelsCompiled(graph)
+        names = list(compiled.kernel_ops())
+        record("kernels", "\n".join(names))
+        record("triton", "import triton\n\n" + "\n\n".join(
+            f"@triton.jit\ndef {k}(x_ptr, n):\n    pid = tl.program_id(0)\n" for k in names))
+        record("ttir", "\n".join(f"// ----- {k} -----\nmodule {{\n  tt.func @{k}() {{ tt.return }}\n}}" for k in names))
+        record("ptx", "\n".join(f"// ----- {k} (sm_90) -----\n.visible .entry {k}()\n{{\n  ret;\n}}" for k in names))
+        return compiled

@@ -122,3 +122,27 @@ def test_report_uses_backend_kernels_and_profile(monkeypatch, tmp_path):
     assert "define void @k0_gemm(ptr %args) {" in html
     assert "the fake-llvm backend&#x27;s memory plan" in html
     assert 'id="stage-asm"' in html
+
+
+def test_a_backend_s_own_kernels_win(tmp_path):
+    register_backend("fake-triton", fakes.FakeTritonBackend)
+    tr = mlpc.compile(small_model(), nn.CrossEntropyLoss(), optim.SGD(lr=0.1), batch_size=4, backend="fake-triton")
+    view = mlpc.inspect(tr, repeats=1)
+    assert view.stages() == ["traced", "autodiff", "optimizer", "simplified", "kernels", "triton", "ttir", "ptx"]
+    ks = view.kernels()
+    n = len(tr.graph("simplified").ops)
+    assert [k.name for k in ks] == [f"t{j}_pair" for j in range((n + 1) // 2)]
+    assert sorted(i for k in ks for i in k.ops) == list(range(n))
+    assert view.kernel_plan().grouping == "the fake-triton backend's own kernels"
+    assert all(k.source_kind == "triton" and k.source.startswith(f"@triton.jit\ndef {k.name}(") for k in ks)
+    assert 'subgraph "cluster_t0_pair"' in view.dot()
+    html = _report(view, tmp_path)
+    assert "tt.func @t0_pair()" in html and 'id="stage-ptx"' in html
+
+
+def test_extract_function_reads_per_kernel_sections():
+    from mlpc.inspection.kernels import extract_function
+
+    ttir = "// ----- a -----\nmodule {\n}\n// ----- b (sm_90) -----\n.entry b()\n"
+    assert extract_function(ttir, "a") == "// ----- a -----\nmodule {\n}"
+    assert extract_function(ttir, "b") == "// ----- b (sm_90) -----\n.entry b()"
