@@ -117,9 +117,10 @@ class Inspection:
             return str(kp.fusion_plan.dump())
         try:
             from passes.memory import plan_memory  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
+
+            return str(plan_memory(kp.fusion_plan).dump(kp.fusion_plan))
+        except Exception:  # no memory pass, or one that fails: then there is no planned stage to show
             return None
-        return str(plan_memory(kp.fusion_plan).dump(kp.fusion_plan))
 
     def graph(self, stage: str = "simplified") -> Graph:
         """The IR graph of a graph stage; fused/planned show the simplified graph (what gets lowered)."""
@@ -135,9 +136,10 @@ class Inspection:
         """Kernel grouping of a graph stage (the lowered graph by default), without timings: the
         backend's own kernels when its compiled step reports them, else the fusion pass's, else one per op."""
         g = self.graph(stage)
-        if stage not in self._plans:
-            self._plans[stage] = self._backend_plan(g) or plan_kernels(g, self.use_fusion)
-        return self._plans[stage]
+        key = "simplified" if stage in ("fused", "planned") else stage
+        if key not in self._plans:
+            self._plans[key] = self._backend_plan(g) or plan_kernels(g, self.use_fusion)
+        return self._plans[key]
 
     def _backend_plan(self, g: Graph) -> KernelPlan | None:
         from .kernels import plan_from_backend
