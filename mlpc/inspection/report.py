@@ -179,11 +179,12 @@ def _kernel_section(kernels: list[KernelInfo], m: Machine, time_source: str) -> 
             bound = "memory"  # pure data movement
         else:
             bound = "compute" if ai >= m.ridge else "memory"
-        secs = k.seconds if k.seconds is not None else float("nan")
+        timed = k.seconds is not None
+        secs = k.seconds or 0.0
         cells = [
             (str(n), n, ""), (k.name, None, "l"), (" ".join(k.op_names), None, "l"),
             (f"{k.cost.flops:,}", k.cost.flops, ""), (f"{k.cost.bytes:,}", k.cost.bytes, ""),
-            (f"{ai:.3g}", ai, ""), (f"{secs * 1e6:.1f}", secs * 1e6, ""),
+            (f"{ai:.3g}", ai, ""), (f"{secs * 1e6:.1f}" if timed else "—", secs * 1e6 if timed else -1, ""),
             (format_rate(got, "FLOP/s") if got else "—", got or 0, ""),
             (format_rate(roof, "FLOP/s") if roof else "—", roof, ""),
             (f"{pct:.1f}%" if pct is not None else "—", pct or 0, ""), (bound, None, bound),
