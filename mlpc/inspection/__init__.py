@@ -90,44 +90,22 @@ class Inspection:
 
     # --- stages -------------------------------------------------------------------------
     def stages(self) -> list[str]:
-        """The trainer's stages in pipeline order, plus fused/planned when the passes exist but the
-        backend does not record them."""
-        have = list(self.trainer.stages())
-        extra = [s for s in ("fused", "planned") if s not in have and self._derived(s) is not None]
-        if extra:
-            pos = have.index("simplified") + 1 if "simplified" in have else len(have)
-            have[pos:pos] = extra
-        return have
+        """The trainer's stages in pipeline order: front end, then whatever the backend records."""
+        return list(self.trainer.stages())
 
     def ir(self, stage: str = "simplified") -> str:
-        if stage in self.trainer.stages():
-            return str(self.trainer.ir(stage))
-        text = self._derived(stage)
-        if text is None:
+        if stage not in self.trainer.stages():
             raise MlpcError(f"no stage {stage!r}; stages: {', '.join(self.stages())}")
-        return text
-
-    def _derived(self, stage: str) -> str | None:
-        if stage not in ("fused", "planned"):
-            return None
-        kp = self.kernel_plan()
-        if kp.fusion_plan is None or not hasattr(kp.fusion_plan, "dump"):
-            return None
-        if stage == "fused":
-            return str(kp.fusion_plan.dump())
-        try:
-            from passes.memory import plan_memory  # type: ignore[import-not-found, unused-ignore]
-
-            return str(plan_memory(kp.fusion_plan).dump(kp.fusion_plan))
-        except Exception:  # no memory pass, or one that fails: then there is no planned stage to show
-            return None
+        return str(self.trainer.ir(stage))
 
     def graph(self, stage: str = "simplified") -> Graph:
         """The IR graph of a graph stage; fused/planned show the simplified graph (what gets lowered)."""
-        if stage in ("fused", "planned"):
+        if stage in ("fused", "planned") and stage in self.trainer.stages():
             stage = "simplified"
         if stage not in GRAPH_STAGES or stage not in self.trainer.stages():
             graph_stages = [s for s in self.stages() if s in GRAPH_STAGES or s in ("fused", "planned")]
+            if stage not in self.stages():
+                raise MlpcError(f"no stage {stage!r}; stages: {', '.join(self.stages())}")
             raise MlpcError(f"stage {stage!r} is text, not a graph; graph stages: {', '.join(graph_stages)}")
         return self.trainer.graph(stage)
 
@@ -138,8 +116,16 @@ class Inspection:
         g = self.graph(stage)
         key = "simplified" if stage in ("fused", "planned") else stage
         if key not in self._plans:
-            self._plans[key] = self._backend_plan(g) or plan_kernels(g, self.use_fusion)
+            self._plans[key] = self._backend_plan(g) or self._fusion_plan(g)
         return self._plans[key]
+
+    def _fusion_plan(self, g: Graph) -> KernelPlan:
+        kp = plan_kernels(g, self.use_fusion)
+        own = self.trainer.backend.stages
+        if kp.fused and own and "fused" not in own:
+            kp.grouping += (f" (an approximation: the {self.trainer.backend_name} backend plans its own kernels "
+                            "and does not report them)")
+        return kp
 
     def _backend_plan(self, g: Graph) -> KernelPlan | None:
         from .kernels import plan_from_backend
@@ -156,7 +142,7 @@ class Inspection:
             from .profile import attach_times
 
             g = self.graph("simplified")
-            kp = self._backend_plan(g) or plan_kernels(g, self.use_fusion)
+            kp = self._backend_plan(g) or self._fusion_plan(g)
             texts = {s: self.trainer.ir(s) for s in self.trainer.stages()}
             attach_sources(kp, texts, list(self.trainer.stages()))
             compiled = self._compiled_step()

@@ -74,13 +74,31 @@ def test_graph_of_a_text_stage_is_a_clear_error(monkeypatch):
     assert "cluster_k0_gemm" in view.dot("fused")
 
 
-def test_fused_and_planned_stages_appear_when_the_passes_exist(trainer, monkeypatch):
+def test_the_numpy_backend_shows_only_its_own_stages_but_fusion_groups_kernels(trainer, monkeypatch):
     monkeypatch.setitem(sys.modules, "passes.fusion", fakes.fusion_module())
     monkeypatch.setitem(sys.modules, "passes.memory", fakes.memory_module())
     view = mlpc.inspect(trainer)
-    assert view.stages() == ["traced", "autodiff", "optimizer", "simplified", "fused", "planned"]
-    assert "// kernels: k0_gemm" in view.ir("fused")
-    assert view.ir("planned").startswith("// arena: ")
+    assert view.stages() == trainer.stages() == ["traced", "autodiff", "optimizer", "simplified"]
+    with pytest.raises(MlpcError, match="no stage 'fused'"):
+        view.dot("fused")
+    assert view.kernel_plan().grouping == "fused kernels from passes.fusion"
+    assert view.memory().source == "passes.memory"
+
+
+def test_a_backend_with_its_own_planner_gets_an_honest_label(monkeypatch):
+    monkeypatch.setitem(sys.modules, "passes.fusion", fakes.fusion_module())
+
+    class Quiet(fakes.FakeTritonBackend):
+        name = "fake-quiet"
+
+        def lower(self, graph, record):
+            record("triton", "# no kernel_ops() here")
+            return fakes.NumpyCompiled(graph)
+
+    register_backend("fake-quiet", Quiet)
+    tr = mlpc.compile(small_model(), nn.CrossEntropyLoss(), optim.SGD(lr=0.1), batch_size=4, backend="fake-quiet")
+    grouping = mlpc.inspect(tr).kernel_plan().grouping
+    assert grouping.startswith("fused kernels from passes.fusion (an approximation: the fake-quiet backend plans")
 
 
 def _report(view, tmp_path):
