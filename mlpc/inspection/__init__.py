@@ -158,11 +158,14 @@ class Inspection:
             return None
 
     def step_seconds(self) -> float:
-        """Median time of one real training step on this backend (the trainer's weights are untouched)."""
+        """Median seconds of one real training step on this backend (0.0 when there is no compiled step);
+        the trainer's weights are untouched."""
         from .profile import step_time
 
-        return step_time(self._compiled_step(), self.graph("simplified"), self.trainer.backend.to_device,
-                         self.repeats)
+        compiled = self._compiled_step()
+        if compiled is None:
+            return 0.0
+        return step_time(compiled, self.graph("simplified"), self.trainer.backend.to_device, self.repeats)
 
     def memory(self) -> Lifetimes:
         return lifetimes(self.kernel_plan())

@@ -109,8 +109,11 @@ def _pipeline(tr: object) -> str:
 def _summary(stat_rows: list[tuple[str, str]], m: Machine, step: float, kernels: list[KernelInfo]) -> str:
     rows = list(stat_rows)
     flops = sum(k.cost.flops for k in kernels)
-    rows.append(("measured step time", f"{step * 1e3:.3f} ms ({format_rate(flops / step, 'FLOP/s')} achieved, "
-                                       f"{100 * flops / step / m.peak_flops:.1f}% of peak)"))
+    if step > 0:
+        rows.append(("measured step time", f"{step * 1e3:.3f} ms ({format_rate(flops / step, 'FLOP/s')} achieved, "
+                                           f"{100 * flops / step / m.peak_flops:.1f}% of peak)"))
+    else:
+        rows.append(("measured step time", "not measured: the trainer has no compiled step to run"))
     body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows)
     return f'<section id="summary"><h2>Summary</h2><table class="stats">{body}</table></section>'
 
