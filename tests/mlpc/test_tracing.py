@@ -73,5 +73,5 @@ def test_loss_ops_point_at_the_line_that_built_the_loss():
     (mse,) = [op for op in trainer.graph("traced").ops if op.name == "mse"]
     import inspect
 
-    line = inspect.currentframe().f_lineno - 4
+    line = inspect.currentframe().f_lineno - 5
     assert mse.loc == f"test_tracing.py:{line}"
