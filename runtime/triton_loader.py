@@ -1,0 +1,119 @@
+"""Writes generated Triton source to the compile cache, imports it, and compiles it ahead of time."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from codegen.triton_render import Launch
+from codegen.views import View
+
+SHARED_MEMORY_LIMIT = 232448  # bytes per block on sm_90 (H100/H200)
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MLPC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "mlpc")
+    path = Path(root) / "triton"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_module(source: str) -> ModuleType:
+    """Import `source` from a real .py file named by its hash (Triton refuses exec'd source)."""
+    if interpreting():
+        _patch_interpreter()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    name = f"mlpc_triton_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = cache_dir() / f"{name}.py"
+    if not path.exists() or path.read_text() != source:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_PATCHED = False
+
+
+def _patch_interpreter() -> None:
+    """triton 3.6's interpreter turns a runtime loop bound into an int with int(1-element array),
+    which numpy >= 2.4 rejects; give its tensors an __index__ that takes the element first."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    from triton.runtime import interpreter
+
+    original = interpreter._patch_lang_tensor
+
+    def patched(tensor: Any, scope: Any) -> None:
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    interpreter._patch_lang_tensor = patched
+    _PATCHED = True
+
+
+def aot_compile(module: ModuleType, launch: Launch, capability: int = 90) -> Any:
+    """Compile one launch for CUDA `capability` with no GPU, specializing arguments like the JIT
+    does (ints equal to 1 become constants; 16-divisible ints and 16-byte aligned pointers get
+    divisibility hints)."""
+    import triton
+    from triton.backends.compiler import BaseBackend, GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = getattr(module, launch.name)
+    signature: dict[str, str] = {}
+    constexprs: dict[str, Any] = dict(launch.constexprs)
+    attrs: dict[tuple[int, ...], Any] = {}
+    for i, (pname, arg) in enumerate(launch.args):
+        if isinstance(arg, View):
+            signature[pname] = launch.signature()[pname]
+            if (arg.offset * arg.dtype.itemsize) % 16 == 0:
+                attrs[(i,)] = BaseBackend.parse_attr("D")
+        elif arg == 1:
+            signature[pname] = "constexpr"
+            constexprs[pname] = 1
+        else:
+            signature[pname] = "i32"
+            if arg % 16 == 0:
+                attrs[(i,)] = BaseBackend.parse_attr("D")
+    for c in launch.constexprs:
+        signature[c] = "constexpr"
+    src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", capability, 32),
+                          options={"num_warps": launch.num_warps, "num_stages": launch.num_stages})
+
+
+def resource_usage(cubin: bytes) -> dict[str, int]:
+    """Registers and spill bytes of a cubin, read with the cuobjdump that ships with Triton."""
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        text = subprocess.run([str(tool), "--dump-resource-usage", f.name], capture_output=True,
+                              text=True, check=True).stdout
+    regs = re.search(r"REG:(\d+)", text)
+    local = re.search(r"LOCAL:(\d+)", text)
+    return {"registers": int(regs.group(1)) if regs else -1, "local": int(local.group(1)) if local else -1}
