@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlpc.ir import Graph, Input, Output, Value
-from mlpc.ops import Builder
+from mlpc.ops import Builder, get
 from mlpc.types import DType, TensorType, f32
 
 
@@ -30,6 +30,7 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
             inputs.append(Input(f"{2 * i}.bias", bv, "param"))
             biases.append(bv)
     acts = [x]
+    act_ops = []
     pre = []
     h = x
     layers = len(weights)
@@ -41,6 +42,7 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
         if i < layers - 1:
             h = getattr(b, activation)(z)
             acts.append(h)
+            act_ops.append(b.ops[-1])
     out = pre[-1]
     one = b.full(value=1.0, dtype="f32", shape=())
     if loss == "sce":
@@ -58,8 +60,7 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
             grads[biases[i]] = b.sum(dz, axes=[0])
         if i > 0:
             dh = b.matmul(dz, weights[i], transpose_b=True)
-            grad_op = f"{activation}_grad"
-            dz = getattr(b, grad_op)(pre[i - 1], dh)
+            dz = get(activation).vjp(b, act_ops[i - 1], [dh])[0]  # the activation's registered VJP
     t = Value(TensorType(DType.i32, ()), "t")
     outputs = [Output("loss", lval)]
     state_inputs = []
@@ -73,6 +74,8 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
             state_inputs += [Input(f"adam.m.{name}", m, "state"), Input(f"adam.v.{name}", v, "state")]
             pn, mn, vn = b.adam_update(p, g, m, v, t, **attrs)
             outputs += [Output(name, pn), Output(f"adam.m.{name}", mn), Output(f"adam.v.{name}", vn)]
+        elif optimizer == "sgd" and not attrs.get("momentum", 0.9):
+            outputs.append(Output(name, b.sgd_update(p, g, t, **attrs)))
         elif optimizer == "sgd":
             buf = Value(p.type, f"buf.{name}")
             state_inputs.append(Input(f"sgd.buf.{name}", buf, "state"))

@@ -135,7 +135,7 @@ def render_ewise(k: EwiseKernel) -> Launch:
 
 # --- matmul -----------------------------------------------------------------------------------
 
-def render_matmul(k: MatmulKernel, precision: str) -> Launch:
+def render_matmul(k: MatmulKernel, precision: str, interpret: bool = False) -> Launch:
     bm, bn, bk, warps, stages = cfg.matmul_blocks(k.m, k.n, k.k, precision)
     args = _Args()
     a = args.ptr("a", k.a)
@@ -178,7 +178,7 @@ def render_matmul(k: MatmulKernel, precision: str) -> Launch:
     for nm, val in (("M", k.m), ("N", k.n), ("K", k.k), ("sam", k.a.strides[0]), ("sak", k.a.strides[1]),
                     ("sbk", k.b.strides[0]), ("sbn", k.b.strides[1])):
         args.int(nm, val)
-    if precision == "bf16" and _interpreting():
+    if precision == "bf16" and interpret:
         # triton 3.6's interpreter multiplies bf16 operands as their uint16 bit patterns: round the
         # operands to bf16 and multiply in fp32 instead (the same products the GPU's bf16 dot forms)
         dot = ('tl.dot(at.to(tl.bfloat16).to(tl.float32), bt.to(tl.bfloat16).to(tl.float32), acc, '
@@ -376,11 +376,13 @@ def render_optimizer(k: OptKernel) -> Launch:
     return Launch(k.name, "\n".join(src) + "\n", args.items, (-(-k.n // block),), {"BLOCK": block}, warps, 1)
 
 
-def render(k: Kernel, precision: str) -> Launch:
+def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
+    """Source and launch of one kernel; `interpret` (default: TRITON_INTERPRET is set) emits the
+    interpreter-safe form of bf16 dots."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if isinstance(k, MatmulKernel):
-        return render_matmul(k, precision)
+        return render_matmul(k, precision, _interpreting() if interpret is None else interpret)
     if isinstance(k, EwiseKernel):
         return render_ewise(k)
     if isinstance(k, ReduceKernel):

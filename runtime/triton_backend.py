@@ -223,7 +223,8 @@ class TritonBackend:
         record("triton", source)
         module = load_module(source)
         if self.aot_ir and device != "cuda":
-            compiled = [aot_compile(module, la) for la in launches]
+            aot_module = load_module(source, aot=True)
+            compiled = [aot_compile(aot_module, la) for la in launches]
             for stage in ("ttir", "ptx"):
                 record(stage, "\n".join(f"// ----- {la.name} (sm_90) -----\n{c.asm[stage]}"
                                         for la, c in zip(launches, compiled)))

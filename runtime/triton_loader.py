@@ -27,12 +27,15 @@ def cache_dir() -> Path:
     return path
 
 
-def load_module(source: str) -> ModuleType:
-    """Import `source` from a real .py file named by its hash (Triton refuses exec'd source)."""
-    if interpreting():
+def load_module(source: str, aot: bool = False) -> ModuleType:
+    """Import `source` from a real .py file named by its hash (Triton refuses exec'd source).
+
+    With `aot`, the kernels are compiled-mode JITFunctions for `aot_compile` even in a process
+    running Triton's interpreter (the decorator reads TRITON_INTERPRET when it runs)."""
+    if interpreting() and not aot:
         _patch_interpreter()
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    name = f"mlpc_triton_{digest}"
+    name = f"mlpc_triton_{digest}" + ("_aot" if aot else "")
     if name in sys.modules:
         return sys.modules[name]
     path = cache_dir() / f"{name}.py"
@@ -43,8 +46,18 @@ def load_module(source: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    saved = os.environ.get("TRITON_INTERPRET")
+    if aot:
+        os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if aot:
+            if saved is None:
+                del os.environ["TRITON_INTERPRET"]
+            else:
+                os.environ["TRITON_INTERPRET"] = saved
     sys.modules[name] = module
-    spec.loader.exec_module(module)
     return module
 
 
