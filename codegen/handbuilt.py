@@ -21,7 +21,7 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
     y = Value(TensorType(DType.i32, (batch,)) if loss == "sce" else f32(batch, sizes[-1]), "y")
     inputs = [Input("x", x), Input("y", y)]
     weights, biases = [], []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         w = Value(f32(n_in, n_out), f"w{i}")
         inputs.append(Input(f"{2 * i}.weight", w, "param"))
         weights.append(w)
@@ -60,7 +60,9 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
             grads[biases[i]] = b.sum(dz, axes=[0])
         if i > 0:
             dh = b.matmul(dz, weights[i], transpose_b=True)
-            dz = get(activation).vjp(b, act_ops[i - 1], [dh])[0]  # the activation's registered VJP
+            vjp = get(activation).vjp
+            assert vjp is not None
+            dz = vjp(b, act_ops[i - 1], [dh])[0]  # the activation's registered VJP
     t = Value(TensorType(DType.i32, ()), "t")
     outputs = [Output("loss", lval)]
     state_inputs = []
@@ -97,7 +99,7 @@ def mlp_predict_graph(sizes: list[int], batch: int, activation: str = "relu", bi
     x = Value(f32(batch, sizes[0]), "x")
     inputs = [Input("x", x)]
     h = x
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         w = Value(f32(n_in, n_out), f"w{i}")
         inputs.append(Input(f"{2 * i}.weight", w, "param"))
         h = b.matmul(h, w)

@@ -371,7 +371,7 @@ class Planner:
             for op in ops:
                 p = op.operands[0]
                 state = op.operands[2:2 + nslots]
-                for arg, res in zip([p] + state, op.results):
+                for arg, res in zip([p] + state, op.results, strict=False):
                     name = in_name.get(arg)
                     if name is None or out_name.get(res) != name or name in placed:
                         raise UnsupportedError(f"{op.name}: parameter/state must be graph inputs updated in place")

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from codegen import triton_config as cfg
-from codegen.kernel_plan import (Body, EwiseKernel, Kernel, MatmulKernel, OptKernel, ReduceKernel,
-                                 SceKernel)
+from codegen.kernel_plan import Body, EwiseKernel, Kernel, MatmulKernel, OptKernel, ReduceKernel, SceKernel
 from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
@@ -175,9 +174,9 @@ def render_matmul(k: MatmulKernel, precision: str, interpret: bool = False) -> L
         val = _store_value(names[v], "[BM, BN]")
         stores.append(f"    tl.store({p} + rm[:, None] * N + rn[None, :], {val}.to({TL_DTYPE[view.dtype]}), "
                       "mask=mask)")
-    for nm, val in (("M", k.m), ("N", k.n), ("K", k.k), ("sam", k.a.strides[0]), ("sak", k.a.strides[1]),
-                    ("sbk", k.b.strides[0]), ("sbn", k.b.strides[1])):
-        args.int(nm, val)
+    for nm, size in (("M", k.m), ("N", k.n), ("K", k.k), ("sam", k.a.strides[0]), ("sak", k.a.strides[1]),
+                     ("sbk", k.b.strides[0]), ("sbn", k.b.strides[1])):
+        args.int(nm, size)
     if precision == "bf16" and interpret:
         # triton 3.6's interpreter multiplies bf16 operands as their uint16 bit patterns: round the
         # operands to bf16 and multiply in fp32 instead (the same products the GPU's bf16 dot forms)
@@ -343,8 +342,9 @@ def _opt_math(k: OptKernel) -> list[str]:
         beta = float(at["beta"])
         lines = [f"    s0 = {beta!r} * s0 + {1 - beta!r} * g"]
         if at["unbiased"]:
+            corr = f"(1.0 - tl.exp(step * {math.log(beta)!r})).to(tl.float32)" if beta > 0 else "1.0"
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c = (1.0 - tl.exp(step * {math.log(beta)!r})).to(tl.float32)" if beta > 0 else "    c = 1.0",
+                      f"    c = {corr}",
                       f"    p = p - {f(float(at['lr']))} * (s0 / c)"]
         else:
             lines.append(f"    p = p - {f(float(at['lr']))} * s0")
@@ -393,4 +393,4 @@ def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
 
 
 def module_source(launches: list[Launch]) -> str:
-    return HEADER + "\n\n".join(l.source for l in launches)
+    return HEADER + "\n\n".join(la.source for la in launches)

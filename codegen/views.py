@@ -32,7 +32,7 @@ class View:
         r, c = self.shape
         return self.strides == (c, 1) or (r == 1 and self.strides[1] == 1) or (c == 1 and r * c <= 1)
 
-    def broadcast_to(self, shape: tuple[int, int]) -> "View":
+    def broadcast_to(self, shape: tuple[int, int]) -> View:
         """This view read as `shape` (numpy rules on the 2-D form); size-1 dims get stride 0."""
         if self.shape == shape:
             return self
@@ -44,7 +44,7 @@ class View:
                 raise UnsupportedError(f"cannot broadcast {self.shape} to {shape}")
         return View(self.buf, shape, (strides[0], strides[1]), self.dtype, self.offset, self.const)
 
-    def transposed(self) -> "View":
+    def transposed(self) -> View:
         return View(self.buf, (self.shape[1], self.shape[0]), (self.strides[1], self.strides[0]),
                     self.dtype, self.offset, self.const)
 

@@ -33,7 +33,7 @@ TORCH_DTYPE = {DType.f32: torch.float32, DType.bf16: torch.bfloat16, DType.f16: 
 class DeviceValue:
     """A step output left on the device; reading it (np.asarray, float) is the only host sync."""
 
-    def __init__(self, tensor: "torch.Tensor") -> None:
+    def __init__(self, tensor: torch.Tensor) -> None:
         self.tensor = tensor
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -56,7 +56,7 @@ def _device() -> str:
     raise MlpcError("the triton backend needs a CUDA GPU, or TRITON_INTERPRET=1 for the (slow) interpreter")
 
 
-def _strided(flat: "torch.Tensor", view: View) -> "torch.Tensor":
+def _strided(flat: torch.Tensor, view: View) -> torch.Tensor:
     return torch.as_strided(flat, view.shape, view.strides, view.offset)
 
 
@@ -85,9 +85,10 @@ class TritonCompiled:
         self.graphs: dict[tuple, Any] = {}
         self.warm: dict[tuple, int] = {}
         self.recorded = False
+        self.stages: dict[str, str] = {}  # filled by callers that keep what lower() recorded
 
     # -- binding --------------------------------------------------------------------------
-    def _as_tensor(self, name: str, value: Any) -> "torch.Tensor":
+    def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
         t = self.input_types[name]
         want = TORCH_DTYPE[t.dtype]
         if isinstance(value, torch.Tensor):
@@ -141,7 +142,7 @@ class TritonCompiled:
     # -- launching ------------------------------------------------------------------------
     def _launch_all(self) -> list[Any]:
         compiled = []
-        for la, kern in zip(self.launches, self.kernels):
+        for la, kern in zip(self.launches, self.kernels, strict=False):
             args = [self._arg(a) for _, a in la.args]
             compiled.append(kern[la.grid](*args, **la.constexprs, num_warps=la.num_warps,
                                           num_stages=la.num_stages))
@@ -192,7 +193,7 @@ class TritonCompiled:
             return
         self.recorded = True
         for stage in ("ttir", "ptx"):
-            texts = [f"// ----- {la.name} -----\n{c.asm[stage]}" for la, c in zip(self.launches, compiled)
+            texts = [f"// ----- {la.name} -----\n{c.asm[stage]}" for la, c in zip(self.launches, compiled, strict=False)
                      if c is not None and stage in getattr(c, "asm", {})]
             self.record(stage, "\n".join(texts))
 
@@ -227,10 +228,10 @@ class TritonBackend:
             compiled = [aot_compile(aot_module, la) for la in launches]
             for stage in ("ttir", "ptx"):
                 record(stage, "\n".join(f"// ----- {la.name} (sm_90) -----\n{c.asm[stage]}"
-                                        for la, c in zip(launches, compiled)))
+                                        for la, c in zip(launches, compiled, strict=False)))
         return TritonCompiled(plan, launches, module, device, self.cuda_graph, record)
 
-    def to_device(self, array: np.ndarray) -> "torch.Tensor":
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
         arr = np.asarray(array)
         return torch.from_numpy(np.array(arr, copy=True)).to(_device())
 
@@ -244,7 +245,7 @@ class TritonBackend:
 def describe_plan(plan: Plan, launches: list[Launch]) -> str:
     """One line per launch: kernel, grid, meta-parameters, and the IR ops it covers."""
     lines = [f"// {len(launches)} launches, {len(plan.buffers)} buffers"]
-    for k, la in zip(plan.kernels, launches):
+    for k, la in zip(plan.kernels, launches, strict=False):
         ops = getattr(getattr(k, "body", None), "ops", [])
         extra = " + " + ", ".join(o.name for o in ops) if ops else ""
         meta = ", ".join(f"{a}={b}" for a, b in la.constexprs.items())

@@ -14,6 +14,7 @@ if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch
 from runtime.triton_check import compare, max_rel_error, run_triton, select_device  # noqa: E402
 
 DEVICE = select_device()
+TOL_SCALE = 5.0 if DEVICE == "cuda" else 1.0  # the GPU's exp/log/sqrt/div are approximate (a few ulp)
 
 import mlpc  # noqa: E402
 from codegen.handbuilt import mlp_predict_graph, mlp_step_graph, random_inputs  # noqa: E402
@@ -28,6 +29,7 @@ from runtime.backend import get_backend  # noqa: E402
 
 def assert_close(errors: dict[str, float], tol: float) -> None:
     assert errors
+    tol *= TOL_SCALE
     bad = {k: e for k, e in errors.items() if not e <= tol}
     assert not bad, f"relative errors over {tol}: {bad}"
 
