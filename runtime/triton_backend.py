@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,18 +17,29 @@ from mlpc.types import DType
 from runtime.backend import Record, register_backend
 from runtime.triton_loader import aot_compile, interpreting, load_module
 
-try:  # the backend needs triton and torch (pip install -e .[gpu]); without them it is not registered
+if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
+    raise ImportError("the triton backend needs triton and torch: pip install -e .[gpu]")
+
+if TYPE_CHECKING:
     import torch
 
+
+def _torch() -> Any:
+    """torch, after choosing Triton's mode (no GPU: the interpreter) before triton is imported;
+    imported on first use so that other backends start without torch and triton."""
     from runtime.triton_check import select_device
 
-    select_device()  # no GPU: Triton's interpreter, which must be chosen before triton is imported
+    select_device()
+    import torch
     import triton  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised only where triton is absent
-    raise ImportError(f"the triton backend needs triton and torch: {e}") from e
 
-TORCH_DTYPE = {DType.f32: torch.float32, DType.bf16: torch.bfloat16, DType.f16: torch.float16,
-               DType.f64: torch.float64, DType.i32: torch.int32, DType.i64: torch.int64, DType.i1: torch.bool}
+    return torch
+
+
+def torch_dtype(dt: DType) -> Any:
+    torch = _torch()
+    return {DType.f32: torch.float32, DType.bf16: torch.bfloat16, DType.f16: torch.float16,
+            DType.f64: torch.float64, DType.i32: torch.int32, DType.i64: torch.int64, DType.i1: torch.bool}[dt]
 
 
 class DeviceValue:
@@ -37,6 +49,7 @@ class DeviceValue:
         self.tensor = tensor
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        torch = _torch()
         t = self.tensor.detach()
         arr = (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
         return arr.astype(dtype) if dtype is not None else arr
@@ -49,6 +62,7 @@ class DeviceValue:
 
 
 def _device() -> str:
+    torch = _torch()
     if interpreting():
         return "cpu"
     if torch.cuda.is_available():
@@ -57,7 +71,7 @@ def _device() -> str:
 
 
 def _strided(flat: torch.Tensor, view: View) -> torch.Tensor:
-    return torch.as_strided(flat, view.shape, view.strides, view.offset)
+    return _torch().as_strided(flat, view.shape, view.strides, view.offset)
 
 
 class TritonCompiled:
@@ -65,23 +79,24 @@ class TritonCompiled:
 
     def __init__(self, plan: Plan, launches: list[Launch], module: Any, device: str,
                  cuda_graph: bool, record: Record | None) -> None:
+        torch = _torch()
         self.plan = plan
         self.launches = launches
         self.kernels = [getattr(module, la.name) for la in launches]
         self.device = device
         self.use_graph = cuda_graph and device == "cuda"
         self.record = record
-        self.owned: dict[str, torch.Tensor] = {}
+        self.owned: dict[str, Any] = {}
         for buf in plan.buffers.values():
             if buf.kind in ("temp", "arena"):
-                self.owned[buf.name] = torch.zeros(buf.numel, dtype=TORCH_DTYPE[buf.dtype], device=device)
-        self.bound: dict[str, torch.Tensor] = dict(self.owned)
+                self.owned[buf.name] = torch.zeros(buf.numel, dtype=torch_dtype(buf.dtype), device=device)
+        self.bound: dict[str, Any] = dict(self.owned)
         self.input_views = plan.inputs
         self.input_types = {i.name: i.value.type for i in plan.graph.inputs}
         self.roles = {i.name: i.role for i in plan.graph.inputs}
         self.arena_tensors = {name: _strided(self.owned[v.buf or ""], v).view(self.input_types[name].shape)
                               for name, v in plan.inputs.items() if v.buf in self.owned}
-        self.staging: dict[str, torch.Tensor] = {}
+        self.staging: dict[str, Any] = {}
         self.graphs: dict[tuple, Any] = {}
         self.warm: dict[tuple, int] = {}
         self.recorded = False
@@ -89,8 +104,9 @@ class TritonCompiled:
 
     # -- binding --------------------------------------------------------------------------
     def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
+        torch = _torch()
         t = self.input_types[name]
-        want = TORCH_DTYPE[t.dtype]
+        want = torch_dtype(t.dtype)
         if isinstance(value, torch.Tensor):
             tensor = value
         else:
@@ -171,6 +187,7 @@ class TritonCompiled:
         return self._outputs()
 
     def _capture(self) -> Any:
+        torch = _torch()
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # records the launches without running them
@@ -215,6 +232,7 @@ class TritonBackend:
     def lower(self, graph: Graph, record: Record, sm_count: int | None = None) -> TritonCompiled:
         """Plan, render and load the kernels; `sm_count` overrides the GPU's (it sizes split-K)."""
         device = _device()
+        torch = _torch()
         if sm_count is None:
             sm_count = torch.cuda.get_device_properties(0).multi_processor_count if device == "cuda" else 132
         plan = plan_graph(graph, sm_count)
@@ -232,10 +250,12 @@ class TritonBackend:
         return TritonCompiled(plan, launches, module, device, self.cuda_graph, record)
 
     def to_device(self, array: np.ndarray) -> torch.Tensor:
+        torch = _torch()
         arr = np.asarray(array)
         return torch.from_numpy(np.array(arr, copy=True)).to(_device())
 
     def to_host(self, buffer: Any) -> np.ndarray:
+        torch = _torch()
         if isinstance(buffer, torch.Tensor):
             t = buffer.detach()
             return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy().copy()

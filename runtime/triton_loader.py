@@ -72,7 +72,10 @@ def _patch_interpreter() -> None:
         return
     from triton.runtime import interpreter
 
-    original = interpreter._patch_lang_tensor
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None:  # another triton version: nothing to patch
+        _PATCHED = True
+        return
 
     def patched(tensor: Any, scope: Any) -> None:
         original(tensor, scope)
