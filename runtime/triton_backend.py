@@ -15,7 +15,7 @@ from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
 from mlpc.types import DType
 from runtime.backend import Record, register_backend
-from runtime.triton_loader import aot_compile, interpreting, load_module
+from runtime.triton_loader import aot_compile_many, interpreting, load_module
 
 if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
     raise ImportError("the triton backend needs triton and torch: pip install -e .[gpu]")
@@ -101,6 +101,26 @@ class TritonCompiled:
         self.warm: dict[tuple, int] = {}
         self.recorded = False
         self.stages: dict[str, str] = {}  # filled by callers that keep what lower() recorded
+        if device == "cuda":
+            self._precompile()
+
+    def _precompile(self) -> None:
+        """Compile every kernel now (JIT warmup with stand-in data buffers), so that lowering pays
+        the compile time and records Triton's ttir/ptx before any step runs."""
+        torch = _torch()
+        stand_in = dict(self.bound)
+        for buf in self.plan.buffers.values():
+            if buf.name not in stand_in:
+                stand_in[buf.name] = torch.empty(buf.numel, dtype=torch_dtype(buf.dtype), device=self.device)
+        compiled = []
+        try:
+            for la, kern in zip(self.launches, self.kernels, strict=True):
+                args = [self._arg(a, stand_in) for _, a in la.args]
+                compiled.append(kern.warmup(*args, grid=la.grid, **la.constexprs, num_warps=la.num_warps,
+                                            num_stages=la.num_stages))
+        except Exception:  # the first real launch compiles and records instead
+            return
+        self._record_ir(compiled)
 
     # -- binding --------------------------------------------------------------------------
     def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
@@ -149,9 +169,9 @@ class TritonCompiled:
             key.append(tensor.data_ptr())
         return tuple(key)
 
-    def _arg(self, a: Any) -> Any:
+    def _arg(self, a: Any, bound: dict[str, Any] | None = None) -> Any:
         if isinstance(a, View):
-            flat = self.bound[a.buf or ""]
+            flat = (self.bound if bound is None else bound)[a.buf or ""]
             return flat[a.offset:] if a.offset else flat
         return a
 
@@ -242,11 +262,10 @@ class TritonBackend:
         record("triton", source)
         module = load_module(source)
         if self.aot_ir and device != "cuda":
-            aot_module = load_module(source, aot=True)
-            compiled = [aot_compile(aot_module, la) for la in launches]
+            results = aot_compile_many(source, launches)
             for stage in ("ttir", "ptx"):
-                record(stage, "\n".join(f"// ----- {la.name} (sm_90) -----\n{c.asm[stage]}"
-                                        for la, c in zip(launches, compiled, strict=False)))
+                record(stage, "\n".join(f"// ----- {r['name']} (sm_90) -----\n{r.get(stage, r.get('error'))}"
+                                        for r in results))
         return TritonCompiled(plan, launches, module, device, self.cuda_graph, record)
 
     def to_device(self, array: np.ndarray) -> torch.Tensor:

@@ -85,35 +85,78 @@ def _patch_interpreter() -> None:
     _PATCHED = True
 
 
-def aot_compile(module: ModuleType, launch: Launch, capability: int = 90) -> Any:
-    """Compile one launch for CUDA `capability` with no GPU, specializing arguments like the JIT
-    does (ints equal to 1 become constants; 16-divisible ints and 16-byte aligned pointers get
-    divisibility hints)."""
-    import triton
-    from triton.backends.compiler import BaseBackend, GPUTarget
-    from triton.compiler import ASTSource
-
-    fn = getattr(module, launch.name)
+def aot_spec(launch: Launch) -> dict[str, Any]:
+    """How the JIT would specialize this launch (ints equal to 1 become constants; 16-divisible
+    ints and 16-byte aligned pointers get divisibility hints), as JSON-able data."""
     signature: dict[str, str] = {}
     constexprs: dict[str, Any] = dict(launch.constexprs)
-    attrs: dict[tuple[int, ...], Any] = {}
+    divisible: list[int] = []
+    full = launch.signature()
     for i, (pname, arg) in enumerate(launch.args):
         if isinstance(arg, View):
-            signature[pname] = launch.signature()[pname]
+            signature[pname] = full[pname]
             if (arg.offset * arg.dtype.itemsize) % 16 == 0:
-                attrs[(i,)] = BaseBackend.parse_attr("D")
+                divisible.append(i)
         elif arg == 1:
             signature[pname] = "constexpr"
             constexprs[pname] = 1
         else:
             signature[pname] = "i32"
             if arg % 16 == 0:
-                attrs[(i,)] = BaseBackend.parse_attr("D")
+                divisible.append(i)
     for c in launch.constexprs:
         signature[c] = "constexpr"
-    src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return {"name": launch.name, "signature": signature, "constexprs": constexprs, "divisible": divisible,
+            "num_warps": launch.num_warps, "num_stages": launch.num_stages}
+
+
+def compile_spec(module: ModuleType, spec: dict[str, Any], capability: int = 90) -> Any:
+    """triton.compile one specialized kernel for CUDA `capability`; needs no GPU."""
+    import triton
+    from triton.backends.compiler import BaseBackend, GPUTarget
+    from triton.compiler import ASTSource
+
+    attrs = {(i,): BaseBackend.parse_attr("D") for i in spec["divisible"]}
+    src = ASTSource(fn=getattr(module, spec["name"]), signature=spec["signature"],
+                    constexprs=spec["constexprs"], attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", capability, 32),
-                          options={"num_warps": launch.num_warps, "num_stages": launch.num_stages})
+                          options={"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]})
+
+
+def aot_compile_many(source: str, launches: list[Launch], capability: int = 90) -> list[dict[str, Any]]:
+    """Compile launches of one module ahead of time; each result has ttir, ptx, shared (bytes),
+    registers and local (spill bytes), or error. A process running Triton's interpreter cannot
+    also compile (tl.* helpers are bound to the interpreter), so then a child process does it."""
+    specs = [aot_spec(la) for la in launches]
+    if not interpreting():
+        return compile_specs(source, specs, capability)
+    import json
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    payload = json.dumps({"source": source, "specs": specs, "capability": capability})
+    proc = subprocess.run([sys.executable, "-m", "runtime.triton_loader"], input=payload, capture_output=True,
+                          text=True, env=env, cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ahead-of-time compile failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def compile_specs(source: str, specs: list[dict[str, Any]], capability: int) -> list[dict[str, Any]]:
+    module = load_module(source, aot=True)
+    results: list[dict[str, Any]] = []
+    for spec in specs:
+        try:
+            c = compile_spec(module, spec, capability)
+        except Exception as e:  # reported per kernel
+            results.append({"name": spec["name"], "error": f"{type(e).__name__}: {e}"})
+            continue
+        usage = resource_usage(c.asm["cubin"])
+        results.append({"name": spec["name"], "ttir": c.asm["ttir"], "ptx": c.asm["ptx"],
+                        "shared": int(c.metadata.shared), **usage})
+    return results
 
 
 def resource_usage(cubin: bytes) -> dict[str, int]:
@@ -133,3 +176,10 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
     regs = re.search(r"REG:(\d+)", text)
     local = re.search(r"LOCAL:(\d+)", text)
     return {"registers": int(regs.group(1)) if regs else -1, "local": int(local.group(1)) if local else -1}
+
+
+if __name__ == "__main__":  # the child process of aot_compile_many
+    import json
+
+    job = json.loads(sys.stdin.read())
+    print(json.dumps(compile_specs(job["source"], job["specs"], job["capability"])))

@@ -24,7 +24,7 @@ from codegen.views import View  # noqa: E402
 from mlpc.ir import Graph, Input, Output, Value  # noqa: E402
 from mlpc.ops import Builder  # noqa: E402
 from mlpc.types import DType, TensorType, f32  # noqa: E402
-from runtime.triton_loader import SHARED_MEMORY_LIMIT, aot_compile, load_module, resource_usage  # noqa: E402
+from runtime.triton_loader import SHARED_MEMORY_LIMIT, aot_compile_many  # noqa: E402
 
 
 def launches_of(graph: Graph, precision: str = "tf32", sm_count: int = 132) -> list[Launch]:
@@ -47,23 +47,19 @@ def check_all(launches: list[Launch], wgmma: bool = False) -> int:
     distinct = [dataclasses.replace(la, name=f"{la.name}_c{i}",
                                     source=la.source.replace(f"def {la.name}(", f"def {la.name}_c{i}(", 1))
                 for i, la in enumerate(seen.values())]
-    module = load_module(module_source(distinct), aot=True)
+    results = aot_compile_many(module_source(distinct), distinct)
     problems = []
-    for la in distinct:
-        try:
-            c = aot_compile(module, la)
-        except Exception as e:  # report every failing configuration, not just the first
-            problems.append(f"{la.name} {la.constexprs}: compile failed: {str(e)[:300]}")
+    for la, r in zip(distinct, results, strict=True):
+        if "error" in r:  # report every failing configuration, not just the first
+            problems.append(f"{la.name} {la.constexprs}: compile failed: {r['error'][:300]}")
             continue
-        ptx = c.asm["ptx"]
-        usage = resource_usage(c.asm["cubin"])
-        if ".target sm_90a" not in ptx:
+        if ".target sm_90a" not in r["ptx"]:
             problems.append(f"{la.name}: PTX does not target sm_90a")
-        if c.metadata.shared > SHARED_MEMORY_LIMIT:
-            problems.append(f"{la.name} {la.constexprs}: {c.metadata.shared} bytes of shared memory")
-        if usage["local"] != 0:
-            problems.append(f"{la.name} {la.constexprs}: spills ({usage})")
-        if wgmma and la.name.startswith("mm") and "wgmma" not in ptx:
+        if r["shared"] > SHARED_MEMORY_LIMIT:
+            problems.append(f"{la.name} {la.constexprs}: {r['shared']} bytes of shared memory")
+        if r["local"] != 0 or r["registers"] <= 0:
+            problems.append(f"{la.name} {la.constexprs}: spills or no resource report ({r})")
+        if wgmma and la.name.startswith("mm") and "wgmma" not in r["ptx"]:
             problems.append(f"{la.name} {la.constexprs}: no wgmma in the PTX")
     assert not problems, "\n".join(problems)
     return len(distinct)

@@ -154,3 +154,15 @@ def test_state_dict_entries_become_arena_views_and_stay_readable() -> None:
     assert not np.allclose(first["0.weight"], inp["0.weight"])
     compiled.run(state, data)
     assert int(backend.to_host(state["t"])) == 2
+
+
+def test_dump_stages_record_kernel_source_ttir_and_ptx() -> None:
+    from runtime.triton_backend import TritonBackend
+
+    g = mlp_step_graph([20, 16, 4], 8)
+    stages: dict[str, str] = {}
+    TritonBackend("tf32", aot_ir=True).lower(g, stages.__setitem__)  # no GPU: compiled for sm_90
+    assert set(stages) == {"kernels", "triton", "ttir", "ptx"}
+    assert stages["triton"].count("@triton.jit") == len(stages["kernels"].splitlines()) - 1
+    assert "tt.dot" in stages["ttir"] and "tt.func" in stages["ttir"]
+    assert ".target sm_9" in stages["ptx"] and "wgmma" in stages["ptx"]
