@@ -168,7 +168,34 @@ class Planner:
         for ops, views in opt_groups:
             self.emit_optimizer(ops, views)
         outputs, copies = self.place_outputs(inputs, opt_ops)
+        copies = self.defer_state_updates(copies)
         return Plan(self.g, self.kernels, self.buffers, inputs, outputs, copies)
+
+    def defer_state_updates(self, copies: list[tuple[View, View]]) -> list[tuple[View, View]]:
+        """An elementwise kernel that only computes new state (the step count t + 1) runs after the
+        optimizer and writes the state in place, instead of a temporary plus a copy."""
+        dest = {id(src): dst for src, dst in copies}
+        deferred: list[EwiseKernel] = []
+        removed: set[int] = set()
+        for k in self.kernels:
+            if not isinstance(k, EwiseKernel) or not k.body.stores:
+                continue
+            if not all(id(view) in dest for _, view in k.body.stores):
+                continue
+            written = {view.buf for _, view in k.body.stores}
+            if any(written & {v.buf for v in _reads(other)} for other in self.kernels if other is not k):
+                continue
+            targets = [dest[id(view)] for _, view in k.body.stores]
+            target_bufs = {t.buf for t in targets}
+            safe = all(self.buffers[v.buf].kind != "arena" and (v.buf not in target_bufs or v in targets)
+                       for v in k.body.ext.values() if v.buf is not None)
+            if not safe:
+                continue
+            removed |= {id(view) for _, view in k.body.stores}
+            k.body.stores = [(value, dest[id(view)]) for value, view in k.body.stores]
+            deferred.append(k)
+        self.kernels = [k for k in self.kernels if all(k is not d for d in deferred)] + deferred
+        return [(src, dst) for src, dst in copies if id(src) not in removed]
 
     def lower_op(self, index: int, op: Op) -> None:
         self.done.add(id(op))
@@ -425,6 +452,19 @@ class Planner:
             else:
                 outputs[o.name] = self.view(o.value)
         return outputs, copies
+
+
+def _reads(k: Kernel) -> list[View]:
+    """Every view a kernel reads."""
+    if isinstance(k, MatmulKernel):
+        return [k.a, k.b, *k.body.ext.values()]
+    if isinstance(k, EwiseKernel):
+        return list(k.body.ext.values())
+    if isinstance(k, ReduceKernel):
+        return [k.src]
+    if isinstance(k, SceKernel):
+        return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
+    return [k.p, k.g, *k.slots, k.t]
 
 
 def _is_elementwise(op: Op) -> bool:

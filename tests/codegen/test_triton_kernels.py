@@ -14,6 +14,7 @@ if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch
 from runtime.triton_check import compare, run_triton, select_device  # noqa: E402
 
 DEVICE = select_device()
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # interpreter exp(-x)
 TOL_SCALE = 5.0 if DEVICE == "cuda" else 1.0  # the GPU's exp/log/sqrt/div are approximate (a few ulp)
 
 from mlpc.ir import Graph, Input, Output, Value  # noqa: E402

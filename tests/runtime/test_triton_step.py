@@ -61,6 +61,7 @@ def test_step_fuses_epilogues_and_one_optimizer_launch() -> None:
     assert kinds.count("opt") == 1
     assert kinds.count("sce") == 1
     assert kinds.count("mm") == 8  # 3 forward, 3 weight gradients, 2 input gradients
+    assert kinds[-2:] == ["opt", "ew"] and not compiled.plan.copies, "t + 1 runs last, in place"
     text = compiled.stages["kernels"]
     assert "+ add, relu" in text and "+ relu_grad" in text
 
