@@ -175,7 +175,7 @@ class Planner:
         """An elementwise kernel that only computes new state (the step count t + 1) runs after the
         optimizer and writes the state in place, instead of a temporary plus a copy."""
         dest = {id(src): dst for src, dst in copies}
-        deferred: list[EwiseKernel] = []
+        deferred: list[Kernel] = []
         removed: set[int] = set()
         for k in self.kernels:
             if not isinstance(k, EwiseKernel) or not k.body.stores:
