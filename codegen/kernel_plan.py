@@ -44,6 +44,7 @@ class MatmulKernel:
     body: Body
     split_k: int = 1
     partial: View | None = None  # [split_k, m*n] scratch when split_k > 1
+    colsums: list[tuple[Value, View]] = field(default_factory=list)  # value -> [row blocks, n] partials
 
 
 @dataclass
@@ -267,8 +268,9 @@ class Planner:
                     changed = True
                     break
 
-    def finish_body(self, body: Body, extra_local: tuple[Value, ...] = ()) -> None:
-        inside = {id(o) for o in body.ops}
+    def finish_body(self, body: Body, extra_local: tuple[Value, ...] = (), fused: tuple[Op, ...] = ()) -> None:
+        """Store every body value that something outside the kernel (or the graph's outputs) reads."""
+        inside = {id(o) for o in body.ops} | {id(o) for o in fused}
         for v in list(extra_local) + [r for o in body.ops for r in o.results]:
             needed = v in self.out_values or any(id(u) not in inside for u in self.users.get(v, []))
             if needed:
@@ -290,9 +292,10 @@ class Planner:
         root = op.result
         body = Body(roots=(root,))
         self.absorb(body, (m, n))
-        inside = {id(o) for o in body.ops}
+        sums = self.column_sums(body, (m, n))
+        inside = {id(o) for o in body.ops} | {id(u) for _, u in sums}
         root_needed = root in self.out_values or any(id(u) not in inside for u in self.users.get(root, []))
-        split = 1 if body.ops else choose_split_k(m, n, k, self.sm)
+        split = 1 if body.ops or sums else choose_split_k(m, n, k, self.sm)
         kern = MatmulKernel(self.kname("mm"), a, b, m, n, k, root, body, split)
         if split > 1 and root_needed:
             kern.partial = contiguous(self.new_buffer("t", split * m * n, root.dtype), (split, m * n), root.dtype)
@@ -303,8 +306,28 @@ class Planner:
             self.kernels.append(ReduceKernel(self.kname("red"), kern.partial, flat, "sum", 1))
             return
         kern.split_k = 1
-        self.finish_body(body, (root,) if root_needed else ())
+        self.finish_body(body, (root,) if root_needed else (), tuple(u for _, u in sums))
+        blocks = -(-m // matmul_row_block(m))
+        for v, _ in sums:  # per row-block partial column sums, then one small reduction
+            part = contiguous(self.new_buffer("t", blocks * n, v.dtype), (blocks, n), v.dtype)
+            kern.colsums.append((v, part))
         self.kernels.append(kern)
+        for (_, u), (_, part) in zip(sums, kern.colsums, strict=True):
+            out = self.temp_view(u.result)
+            self.views[u.result] = out
+            self.add_reduce(part, View(out.buf, (1, n), (n, 1), out.dtype, out.offset), "sum", 1.0)
+
+    def column_sums(self, body: Body, tile: tuple[int, int]) -> list[tuple[Value, Op]]:
+        """sum(v, axes=[0]) of body values (bias gradients): fused as column sums of each tile."""
+        found = []
+        for v in list(body.roots) + [r for o in body.ops for r in o.results]:
+            if v.type.rank != 2 or v.dtype.value != "f32":
+                continue
+            for u in self.users.get(v, []):
+                if id(u) not in self.done and u.name == "sum" and {a % 2 for a in u.attrs["axes"]} == {0}:
+                    found.append((v, u))
+                    self.done.add(id(u))
+        return found
 
     # -- reductions -----------------------------------------------------------------------
     def emit_reduce(self, op: Op) -> None:
@@ -475,6 +498,13 @@ def _is_elementwise(op: Op) -> bool:
 
 def _broadcastable(v: View, tile: tuple[int, int]) -> bool:
     return all(v.shape[d] in (1, tile[d]) for d in range(2))
+
+
+def matmul_row_block(m: int) -> int:
+    """BLOCK_M of a matmul with m rows (the same for every precision)."""
+    from codegen.triton_config import matmul_blocks
+
+    return matmul_blocks(m, 16, 16, "tf32")[0]
 
 
 def choose_split_k(m: int, n: int, k: int, sm: int) -> int:

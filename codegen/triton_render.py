@@ -174,6 +174,12 @@ def render_matmul(k: MatmulKernel, precision: str, interpret: bool = False) -> L
         val = _store_value(names[v], "[BM, BN]")
         stores.append(f"    tl.store({p} + rm[:, None] * N + rn[None, :], {val}.to({TL_DTYPE[view.dtype]}), "
                       "mask=mask)")
+    for v, part in k.colsums:
+        if part.shape != (-(-k.m // bm), k.n):
+            raise UnsupportedError("column-sum partials do not match BLOCK_M")
+        p = args.ptr("cs", part)
+        stores.append(f"    tl.store({p} + pid_m * N + rn, tl.sum(tl.where(mask, {names[v]}, 0.0), axis=0), "
+                      "mask=rn < N)")
     for nm, size in (("M", k.m), ("N", k.n), ("K", k.k), ("sam", k.a.strides[0]), ("sak", k.a.strides[1]),
                      ("sbk", k.b.strides[0]), ("sbn", k.b.strides[1])):
         args.int(nm, size)

@@ -286,7 +286,8 @@ def describe_plan(plan: Plan, launches: list[Launch]) -> str:
     lines = [f"// {len(launches)} launches, {len(plan.buffers)} buffers"]
     for k, la in zip(plan.kernels, launches, strict=False):
         ops = getattr(getattr(k, "body", None), "ops", [])
-        extra = " + " + ", ".join(o.name for o in ops) if ops else ""
+        names = [o.name for o in ops] + ["column sum"] * len(getattr(k, "colsums", []))
+        extra = " + " + ", ".join(names) if names else ""
         meta = ", ".join(f"{a}={b}" for a, b in la.constexprs.items())
         lines.append(f"{la.name}{extra}  grid={la.grid} warps={la.num_warps} stages={la.num_stages} {meta}")
     return "\n".join(lines) + "\n"

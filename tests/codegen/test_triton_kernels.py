@@ -199,3 +199,16 @@ def test_multi_tensor_optimizer(opname: str, attrs: dict, slots: int, t0: int) -
     # gradients that are graph inputs are first copied into the gradient arena
     assert kinds == ["ew", "ew", "ew", "opt"], "one optimizer launch for all tensors"
     assert_close(compare(g, inp, steps=2), 2e-6)
+
+
+def test_bias_gradient_column_sums_fuse_into_matmul_epilogue() -> None:
+    def build(b, v):
+        d = b.relu_grad(v["h"], b.matmul(v["g"], v["w"], transpose_b=True))
+        return {"d": d, "db": b.sum(d, axes=[0]), "dbk": b.sum(d, axes=[0], keepdims=True)}
+
+    g, inp = graph_of(build, g=(150, 10), w=(30, 10), h=(150, 30))
+    _, compiled = run_triton(g, inp)
+    kinds = [la.name.split("_")[0] for la in compiled.launches]
+    assert kinds == ["mm", "red", "red"], kinds  # each sum: per-tile partials + one reduction of 2 rows
+    assert "tl.sum(tl.where(mask" in compiled.stages["triton"]
+    assert_close(compare(g, inp), 1e-5)
