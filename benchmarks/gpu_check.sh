@@ -13,7 +13,8 @@ XD=""
 python3 -c "import xdist" 2>/dev/null && XD="-n 8"
 echo "== tests ($XD)"
 timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider $XD \
-  tests/codegen/test_triton_kernels.py tests/runtime/test_triton_step.py > "$OUT/tests.log" 2>&1
+  tests/codegen/test_triton_kernels.py tests/runtime/test_triton_step.py tests/runtime/test_triton_models.py \
+  > "$OUT/tests.log" 2>&1
 echo "tests rc=$?"; tail -25 "$OUT/tests.log"
 echo "== dump"
 timeout 90 python3 - > "$OUT/dump.log" 2>&1 <<'PY'

@@ -109,6 +109,8 @@ def torch_step(net: dict, precision: str, data: list, mode: str | None) -> Step:
             return torch.nn.functional.cross_entropy(out, y.long())
         return torch.nn.functional.mse_loss(out, y)
 
+    if mode is not None:
+        torch._dynamo.reset()  # each configuration compiles afresh (no recompile limit across models)
     fwd = torch.compile(loss_fn, mode=mode, dynamic=False) if mode is not None else loss_fn
     counter = [0]
     last: list[torch.Tensor] = []
