@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="*", default=["eager", "compile", "compile-max-autotune"])
     ap.add_argument("--autotune-batches", nargs="*", type=int, default=None,
                     help="log2 batch sizes that also run compile-max-autotune (default: all)")
+    ap.add_argument("--autotune-nets", nargs="*", default=None, help="nets that run compile-max-autotune")
     ap.add_argument("--rep-ms", type=int, default=100)
     ap.add_argument("--budget-s", type=float, default=1e9, help="skip configurations after this many seconds")
     ap.add_argument("--json", default="")
@@ -203,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         if time.perf_counter() - start > args.budget_s:
             skipped.append(f"{net}/{precision}/2^{lb}")
             continue
-        modes = [m for m in args.modes if m != "compile-max-autotune" or args.autotune_batches is None
-                 or lb in args.autotune_batches]
+        modes = [m for m in args.modes if m != "compile-max-autotune" or (
+            (args.autotune_batches is None or lb in args.autotune_batches)
+            and (args.autotune_nets is None or net in args.autotune_nets))]
         row = run_config(net, 2 ** lb, precision, modes, args.rep_ms)
         rows.append(row)
         print(json.dumps(row), flush=True)

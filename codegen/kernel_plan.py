@@ -117,9 +117,10 @@ SM_COUNT = 132
 class Planner:
     """Greedy fusion: matmul + elementwise epilogue, elementwise chains, reductions, SCE, optimizers."""
 
-    def __init__(self, graph: Graph, sm_count: int = SM_COUNT) -> None:
+    def __init__(self, graph: Graph, sm_count: int = SM_COUNT, precision: str = "tf32") -> None:
         self.g = graph
         self.sm = sm_count
+        self.precision = precision
         self.views: dict[Value, View] = {}
         self.buffers: dict[str, Buffer] = {}
         self.kernels: list[Kernel] = []
@@ -295,7 +296,7 @@ class Planner:
         sums = self.column_sums(body, (m, n))
         inside = {id(o) for o in body.ops} | {id(u) for _, u in sums}
         root_needed = root in self.out_values or any(id(u) not in inside for u in self.users.get(root, []))
-        split = 1 if body.ops or sums else choose_split_k(m, n, k, self.sm)
+        split = 1 if body.ops or sums else choose_split_k(m, n, k, self.sm, self.precision)
         kern = MatmulKernel(self.kname("mm"), a, b, m, n, k, root, body, split)
         if split > 1 and root_needed:
             kern.partial = contiguous(self.new_buffer("t", split * m * n, root.dtype), (split, m * n), root.dtype)
@@ -307,7 +308,7 @@ class Planner:
             return
         kern.split_k = 1
         self.finish_body(body, (root,) if root_needed else (), tuple(u for _, u in sums))
-        blocks = -(-m // matmul_row_block(m))
+        blocks = -(-m // matmul_row_block(m, n, k, self.precision))
         for v, _ in sums:  # per row-block partial column sums, then one small reduction
             part = contiguous(self.new_buffer("t", blocks * n, v.dtype), (blocks, n), v.dtype)
             kern.colsums.append((v, part))
@@ -500,22 +501,23 @@ def _broadcastable(v: View, tile: tuple[int, int]) -> bool:
     return all(v.shape[d] in (1, tile[d]) for d in range(2))
 
 
-def matmul_row_block(m: int) -> int:
-    """BLOCK_M of a matmul with m rows (the same for every precision)."""
+def matmul_row_block(m: int, n: int, k: int, precision: str) -> int:
+    """BLOCK_M of an m x n x k matmul (the epilogue's column-sum partials have one row per block)."""
     from codegen.triton_config import matmul_blocks
 
-    return matmul_blocks(m, 16, 16, "tf32")[0]
+    return matmul_blocks(m, n, k, precision)[0]
 
 
-def choose_split_k(m: int, n: int, k: int, sm: int) -> int:
-    """Split the K loop when the output has too few tiles to fill the GPU and K is long."""
+def choose_split_k(m: int, n: int, k: int, sm: int, precision: str = "tf32") -> int:
+    """Split the K loop when the output has too few tiles to fill the GPU (two programs per SM)
+    and K is long (at least 8 blocks of K per program)."""
     from codegen.triton_config import matmul_blocks
 
-    bm, bn, bk = matmul_blocks(m, n, k, "tf32")[:3]
+    bm, bn, bk = matmul_blocks(m, n, k, precision)[:3]
     tiles = -(-m // bm) * -(-n // bn)
     if tiles >= sm or k < 8 * bk * 4:
         return 1
-    split = min(-(-2 * sm // tiles), k // (bk * 8), 64)
+    split = min(-(-2 * sm // tiles), k // (bk * 8), 512)
     return max(split, 1)
 
 
@@ -564,6 +566,6 @@ def _mse_ops(op: Op) -> list[Op]:
     return [sub, square, mean]
 
 
-def plan_graph(graph: Graph, sm_count: int = SM_COUNT) -> Plan:
+def plan_graph(graph: Graph, sm_count: int = SM_COUNT, precision: str = "tf32") -> Plan:
     """Group `graph` into kernels; raises UnsupportedError for ops without a GPU kernel."""
-    return Planner(rewrite_for_gpu(graph), sm_count).plan()
+    return Planner(rewrite_for_gpu(graph), sm_count, precision).plan()

@@ -17,13 +17,17 @@ def clamp(x: int, lo: int, hi: int) -> int:
 def matmul_blocks(m: int, n: int, k: int, precision: str) -> tuple[int, int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) for an m x n x k product.
 
-    Shared memory per stage is (BM + BN) * BK * itemsize; fp32 operands use BK=32, 16-bit ones 64,
-    so the deepest configuration (128x128, 4 stages fp32) stays at 128 KiB, under the 227 KiB limit."""
+    Operands stay fp32 in memory (bf16 is converted in registers), so a stage of shared memory is
+    (BM + BN) * BK * 4 bytes; the deepest configurations (128x128x32 with 4 stages, 256x128x32 with
+    3) take 128 and 144 KiB, under the 227 KiB limit. Chosen from H200 sweeps
+    (benchmarks/results/run2_*.json): 4 warps beat 8 for bf16 128x128 tiles; 256-row tiles
+    beat 128 for long-K tf32 products with many rows."""
     bn = clamp(pow2(n), 16, 128)
     bm = 128 if m > 64 else 64
-    wide = precision == "bf16"
-    bk = clamp(pow2(k), 16, 64 if wide else 32)
-    warps = 8 if bm * bn >= 128 * 128 else 4
+    bk = clamp(pow2(k), 16, 32)
+    if precision == "tf32" and m >= 1 << 15 and n >= 128 and k >= 512:
+        return 256, bn, bk, 8, 3
+    warps = 8 if bm * bn >= 128 * 128 and precision != "bf16" else 4
     stages = 4 if k > 2 * bk else 2
     return bm, bn, bk, warps, stages
 

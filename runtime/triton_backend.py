@@ -255,7 +255,7 @@ class TritonBackend:
         torch = _torch()
         if sm_count is None:
             sm_count = torch.cuda.get_device_properties(0).multi_processor_count if device == "cuda" else 132
-        plan = plan_graph(graph, sm_count)
+        plan = plan_graph(graph, sm_count, self.precision)
         launches = [render(k, self.precision) for k in plan.kernels]
         source = module_source(launches)
         record("kernels", describe_plan(plan, launches))
