@@ -82,6 +82,19 @@ class SceKernel:
 
 
 @dataclass
+class RowwiseKernel:
+    """softmax / log_softmax over the last axis of [R, C], or one_hot of i32 labels [R] -> [R, C]."""
+
+    name: str
+    op: str
+    src: View
+    out: View
+    rows: int
+    cols: int
+    rows_per_program: int
+
+
+@dataclass
 class OptKernel:
     """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t."""
 
@@ -95,7 +108,7 @@ class OptKernel:
     t: View
 
 
-Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | OptKernel
+Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel
 
 
 @dataclass
@@ -209,6 +222,8 @@ class Planner:
             self.emit_reduce(op)
         elif op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad"):
             self.emit_sce(index, op)
+        elif op.name in ("softmax", "log_softmax", "one_hot"):
+            self.emit_rowwise(op)
         elif _is_elementwise(op):
             tile = shape2(op.result.shape)
             body = Body()
@@ -403,6 +418,17 @@ class Planner:
             self.add_reduce(partial.transposed(), View(out.buf, (1, 1), (1, 1), out.dtype, out.offset),
                             "sum", 1.0 / batch)
 
+    def emit_rowwise(self, op: Op) -> None:
+        src = self.view(op.operands[0])
+        res = op.result
+        if res.type.rank != 2 or src.is_const or not src.contiguous:
+            raise UnsupportedError(f"the triton backend runs {op.name} on contiguous [rows, classes] tensors only")
+        rows, cols = res.shape
+        out = self.temp_view(res)
+        self.views[res] = out
+        self.kernels.append(RowwiseKernel(self.kname("row"), op.name, src, out, rows, cols,
+                                          choose_sce_rows(rows, cols)))
+
     # -- optimizers -----------------------------------------------------------------------
     def optimizer_groups(self) -> list[tuple[list[Op], dict]]:
         groups: dict[tuple, list[Op]] = {}
@@ -488,6 +514,8 @@ def _reads(k: Kernel) -> list[View]:
         return [k.src]
     if isinstance(k, SceKernel):
         return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
+    if isinstance(k, RowwiseKernel):
+        return [k.src]
     return [k.p, k.g, *k.slots, k.t]
 
 

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from codegen import triton_config as cfg
-from codegen.kernel_plan import Body, EwiseKernel, Kernel, MatmulKernel, OptKernel, ReduceKernel, SceKernel
+from codegen.kernel_plan import (
+    Body,
+    EwiseKernel,
+    Kernel,
+    MatmulKernel,
+    OptKernel,
+    ReduceKernel,
+    RowwiseKernel,
+    SceKernel,
+)
 from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
@@ -307,6 +316,34 @@ def render_sce(k: SceKernel) -> Launch:
                   {"ROWS": rows, "BC": bc}, warps, 1)
 
 
+def render_rowwise(k: RowwiseKernel) -> Launch:
+    _, bc, warps = cfg.sce_blocks(k.rows, k.cols)
+    args = _Args()
+    x = args.ptr("x", k.src)
+    out = args.ptr("out", k.out)
+    lines = ["    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)",
+             "    cols = tl.arange(0, BC)",
+             "    rmask = rows < B",
+             "    m = rmask[:, None] & (cols < C)[None, :]"]
+    if k.op == "one_hot":
+        lines += [f"    lab = tl.load({x} + rows, mask=rmask, other=-1)",
+                  "    y = tl.where(cols[None, :] == lab[:, None], 1.0, 0.0)"]
+    else:
+        lines += [f"    v = tl.load({x} + rows[:, None] * C + cols[None, :], mask=m, other=-float(\"inf\"))"
+                  ".to(tl.float32)",
+                  "    v = tl.where(rmask[:, None], v, 0.0)",
+                  "    s = v - tl.max(v, axis=1)[:, None]",
+                  "    e = tl.exp(s)",
+                  "    total = tl.sum(e, axis=1)[:, None]",
+                  "    y = e / total" if k.op == "softmax" else "    y = s - tl.log(total)"]
+    lines.append(f"    tl.store({out} + rows[:, None] * C + cols[None, :], y.to({TL_DTYPE[k.out.dtype]}), mask=m)")
+    args.int("B", k.rows)
+    args.int("C", k.cols)
+    src = [f"@triton.jit\ndef {k.name}({args.params()}, ROWS: tl.constexpr, BC: tl.constexpr):"] + lines
+    return Launch(k.name, "\n".join(src) + "\n", args.items, (-(-k.rows // k.rows_per_program),),
+                  {"ROWS": k.rows_per_program, "BC": bc}, warps, 1)
+
+
 # --- optimizers -----------------------------------------------------------------------------
 
 def _opt_math(k: OptKernel) -> list[str]:
@@ -395,6 +432,8 @@ def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
         return render_reduce(k)
     if isinstance(k, SceKernel):
         return render_sce(k)
+    if isinstance(k, RowwiseKernel):
+        return render_rowwise(k)
     return render_optimizer(k)
 
 

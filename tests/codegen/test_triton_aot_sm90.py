@@ -140,6 +140,12 @@ def test_every_softmax_cross_entropy_and_optimizer_configuration_compiles_for_sm
         g = Graph("sce", [Input("l", logits), Input("y", labels)], b.ops, [Output("loss", loss), Output("g", grad)])
         launches += launches_of(g)
     assert {la.constexprs["BC"] for la in launches if la.name.startswith("sce")} == {16 << i for i in range(10)}
+    for classes in (3, 100, 8000):  # the row-wise kernels share the SCE block choices
+        b = Builder()
+        x, labels = Value(f32(70, classes), "x"), Value(TensorType(DType.i32, (70,)), "y")
+        outs = [Output("s", b.softmax(x)), Output("l", b.log_softmax(x)),
+                Output("o", b.one_hot(labels, num_classes=classes))]
+        launches += launches_of(Graph("row", [Input("x", x), Input("y", labels)], b.ops, outs))
     check_all(launches)
 
 

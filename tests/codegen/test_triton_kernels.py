@@ -212,3 +212,27 @@ def test_bias_gradient_column_sums_fuse_into_matmul_epilogue() -> None:
     assert kinds == ["mm", "red", "red"], kinds  # each sum: per-tile partials + one reduction of 2 rows
     assert "tl.sum(tl.where(mask" in compiled.stages["triton"]
     assert_close(compare(g, inp), 1e-5)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_rowwise_softmax_family(op: str) -> None:
+    g, inp = graph_of(lambda b, v: {"y": getattr(b, op)(v["x"])}, x=(37, 23))
+    inp["x"] *= 4
+    assert_close(compare(g, inp), 3e-6)
+
+
+def test_one_hot_and_a_label_smoothed_loss_with_its_gradient() -> None:
+    b = Builder()
+    logits = Value(f32(19, 7), "logits")
+    labels = Value(TensorType(DType.i32, (19,)), "labels")
+    oh = b.one_hot(labels, num_classes=7)
+    target = b.add(b.mul(oh, b.full(value=0.9, dtype="f32", shape=())), b.full(value=0.1 / 7, dtype="f32", shape=()))
+    lsm = b.log_softmax(logits)
+    loss = b.neg(b.mean(b.sum(b.mul(target, lsm), axes=[1]), axes=[0]))
+    # gradient of the loss w.r.t. logits: (softmax * sum(target) - target) / batch
+    grad = b.div(b.sub(b.mul(b.softmax(logits), b.sum(target, axes=[1], keepdims=True)), target),
+                 b.full(value=19.0, dtype="f32", shape=()))
+    g = Graph("ls", [Input("logits", logits), Input("labels", labels)], b.ops,
+              [Output("loss", loss), Output("grad", grad)])
+    inp = {"logits": rand(19, 7) * 3, "labels": RNG.integers(0, 7, 19).astype(np.int32)}
+    assert_close(compare(g, inp), 3e-6)
