@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One lent-GPU session: the Triton backend's correctness tests on the device, a dump check (the
-# ttir/ptx stages of a real compile), then benchmarks/gpu_step.py. Logs and JSON go to $OUT.
+# ttir/ptx stages of a real compile), whole steps at 2^15 rows against NumPy, then
+# benchmarks/gpu_step.py. Logs and JSON go to $OUT.
 #   OUT=/tmp/out bash benchmarks/gpu_check.sh        (env: TEST_TIMEOUT BENCH_TIMEOUT BUDGET BATCHES)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
@@ -33,6 +34,9 @@ print("sm_90a", ".target sm_90a" in ptx, "wgmma", "wgmma" in ptx)
 print(t.ir("kernels"))
 PY
 echo "dump rc=$?"; tail -22 "$OUT/dump.log"
+echo "== large-batch correctness"
+timeout 90 python3 benchmarks/gpu_big_check.py 15 > "$OUT/big.log" 2>&1
+echo "big rc=$?"; grep -v Warn "$OUT/big.log" | tail -6
 echo "== benchmark"
 timeout "${BENCH_TIMEOUT:-300}" python3 benchmarks/gpu_step.py --batches ${BATCHES:-10 14 18} \
   --budget-s "${BUDGET:-200}" ${BENCH_ARGS:-} --json "$OUT/gpu_step.json" > "$OUT/bench.log" 2>&1
