@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,9 +62,17 @@ class DeviceValue:
         return f"DeviceValue({np.asarray(self)!r})"
 
 
+_WARNED = False
+
+
 def _device() -> str:
+    global _WARNED
     torch = _torch()
     if interpreting():
+        if not _WARNED and not torch.cuda.is_available():
+            warnings.warn("no CUDA GPU: the triton backend runs its kernels in Triton's interpreter (slow)",
+                          RuntimeWarning, stacklevel=3)
+            _WARNED = True
         return "cpu"
     if torch.cuda.is_available():
         return "cuda"
@@ -197,6 +206,8 @@ class TritonCompiled:
             if graph is not None:
                 graph.replay()
             else:
+                if len(self.warm) > 64:  # inputs at new addresses every step: never graphed, keep it small
+                    self.warm.clear()
                 self.warm[key] = self.warm.get(key, 0) + 1
                 compiled = self._launch_all()
                 self._record_ir(compiled)
