@@ -167,3 +167,14 @@ def test_dump_stages_record_kernel_source_ttir_and_ptx() -> None:
     assert stages["triton"].count("@triton.jit") == len(stages["kernels"].splitlines()) - 1
     assert "tt.dot" in stages["ttir"] and "tt.func" in stages["ttir"]
     assert ".target sm_9" in stages["ptx"] and "wgmma" in stages["ptx"]
+
+
+def test_mlpc_dump_shows_triton_stages(capsys, monkeypatch) -> None:
+    from mlpc.cli import main
+
+    assert main(["dump", "--backend", "triton", "--batch-size", "16", "--stage", "triton"]) == 0
+    out = capsys.readouterr().out
+    assert "@triton.jit" in out and "tl.dot(" in out
+    monkeypatch.setenv("MLPC_TRITON_AOT_IR", "1")  # without a GPU, ttir/ptx come from an sm_90 compile
+    assert main(["dump", "--backend", "triton", "--batch-size", "16", "--stage", "ptx"]) == 0
+    assert ".target sm_90a" in capsys.readouterr().out
