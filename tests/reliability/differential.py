@@ -115,8 +115,9 @@ def assert_close_f64(got: dict[str, np.ndarray], want: dict[str, np.ndarray], wh
 
 
 def assert_step_close_f32(before: dict[str, np.ndarray], got: dict[str, np.ndarray], want: dict[str, np.ndarray],
-                          what: str, opt: dict[str, Any]) -> None:
-    """Norm-wise agreement of an f32 step with the same step in f64: updates within 0.1% of their size.
+                          what: str, opt: dict[str, Any], rtol: float = 1e-3) -> None:
+    """Norm-wise agreement of an f32 step with the same step in f64: updates within `rtol` (0.1% for IEEE f32
+    backends; looser for tf32/bf16 matmuls) of their size.
 
     Adam divides by sqrt(v): where v is tiny (its gradient history is at rounding-noise level: below 1e-5,
     or 1e-3 of the tensor's largest) the f32 update's direction is noise, so such elements are only held to
@@ -132,12 +133,12 @@ def assert_step_close_f32(before: dict[str, np.ndarray], got: dict[str, np.ndarr
         noisy = np.zeros(w.shape, bool)
         if opt["type"] == "Adam" and f"adam.v.{k}" in want:
             root_v = np.sqrt(np.asarray(want[f"adam.v.{k}"], np.float64))
-            noisy = root_v < max(1e-3 * float(root_v.max()), 1e-5) + opt["eps"]
+            noisy = root_v < max(rtol * float(root_v.max()), 1e-2 * rtol) + opt["eps"]
             limit = opt["lr"] * (3.0 / np.sqrt(1 - opt["betas"][1]) + opt["weight_decay"] * np.abs(b) + 1.0)
             assert (np.abs(d_got - d_want)[noisy] <= limit[noisy] if limit.shape else limit).all(), \
                 f"{what}: {k} steps beyond Adam's bound where v is at noise level"
         err = float(np.linalg.norm((d_got - d_want)[~noisy]))
-        bound = 1e-3 * float(np.linalg.norm(d_want[~noisy])) + 2e-7 * float(np.linalg.norm(w)) + 1e-30
+        bound = rtol * float(np.linalg.norm(d_want[~noisy])) + 2e-4 * rtol * float(np.linalg.norm(w)) + 1e-30
         assert err <= bound, f"{what}: {k} differs from f64 by {err:.3g} (bound {bound:.3g})"
 
 

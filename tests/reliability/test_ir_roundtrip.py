@@ -15,6 +15,7 @@ from mlpc.types import DType
 from mlpc.verifier import verify
 from runtime.backend import available_backends, get_backend
 
+from .backends import budget, known_issue, profile, run_cases
 from .fuzzing import count, examples
 from .irgen import graphs
 
@@ -53,12 +54,9 @@ def test_random_graph_round_trips(g: Graph) -> None:
         assert got[k].dtype == want[k].dtype
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(g=graphs(max_ops=12, floats=(DType.f32,)))
-@examples(60)
-def test_random_f32_graphs_on_backends(backend: str, g: Graph) -> None:
-    """Every backend either refuses a graph with a clear MlpcError when lowering, or computes what the
-    interpreter computes (same NaN/Inf positions; values to f32 tolerance)."""
+def check_backend_graph(backend: str, g: Graph) -> None:
+    """`backend` either refuses `g` with a clear MlpcError when lowering, or computes what the interpreter
+    computes (same NaN/Inf positions; values to the backend's tolerance)."""
     inputs = random_inputs(g, 1)
     want = interpret(g, inputs)
     be = get_backend(backend)
@@ -70,15 +68,25 @@ def test_random_f32_graphs_on_backends(backend: str, g: Graph) -> None:
     count(f"random f32 graph on {backend} vs interpreter")
     state = {i.name: be.to_device(inputs[i.name]) for i in g.inputs if i.role != "data"}
     got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
-    assert sorted(got) == sorted(want), f"{backend} returned outputs {sorted(got)}, graph has {sorted(want)}"
-    for k, w in want.items():
-        a = np.asarray(got[k])
-        assert a.shape == w.shape and a.dtype == w.dtype, f"{k}: {a.dtype}{a.shape} vs {w.dtype}{w.shape}"
-        if w.dtype.kind != "f":
-            np.testing.assert_array_equal(a, w, err_msg=k)
-            continue
-        np.testing.assert_array_equal(np.isnan(a), np.isnan(w), err_msg=f"{k}: NaN positions differ")
-        np.testing.assert_array_equal(np.isinf(a) * np.sign(a), np.isinf(w) * np.sign(w), err_msg=f"{k}: Inf")
-        fin = np.isfinite(w)
-        np.testing.assert_allclose(a[fin], w[fin], rtol=1e-4, atol=1e-6 * (np.abs(w[fin]).max(initial=0) + 1),
-                                   err_msg=k)
+    rtol = profile(backend).value_rtol
+    try:
+        assert sorted(got) == sorted(want), f"{backend} returned outputs {sorted(got)}, graph has {sorted(want)}"
+        for k, w in want.items():
+            a = np.asarray(got[k])
+            assert a.shape == w.shape and a.dtype == w.dtype, f"{k}: {a.dtype}{a.shape} vs {w.dtype}{w.shape}"
+            if w.dtype.kind != "f":
+                np.testing.assert_array_equal(a, w, err_msg=k)
+                continue
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(w), err_msg=f"{k}: NaN positions differ")
+            np.testing.assert_array_equal(np.isinf(a) * np.sign(a), np.isinf(w) * np.sign(w), err_msg=f"{k}: Inf")
+            fin = np.isfinite(w)
+            atol = rtol * 1e-2 * (np.abs(w[fin]).max(initial=0) + 1)
+            np.testing.assert_allclose(a[fin], w[fin], rtol=rtol, atol=atol, err_msg=k)
+    except AssertionError as e:
+        if not known_issue(backend, e):
+            raise
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_random_f32_graphs_on_backends(backend: str) -> None:
+    run_cases(graphs(max_ops=12, floats=(DType.f32,)), budget(backend, 60), lambda g: check_backend_graph(backend, g))
