@@ -65,6 +65,10 @@ def check_backend_graph(backend: str, g: Graph) -> None:
     except MlpcError:
         count(f"random f32 graph refused by {backend} (clear error)")
         return
+    except Exception as e:  # noqa: BLE001 - a crash is a failure unless it is a known, reported bug
+        if known_issue(backend, e, "lower"):
+            return
+        raise
     count(f"random f32 graph on {backend} vs interpreter")
     state = {i.name: be.to_device(inputs[i.name]) for i in g.inputs if i.role != "data"}
     got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
