@@ -1,0 +1,1 @@
+"""Graph -> Graph transforms and the pass manager."""

@@ -1,0 +1,211 @@
+"""The LLVM CPU backend: fusion + memory plan + LLVM codegen, one native call per training step."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from typing import Any
+
+import numpy as np
+
+from mlpc.errors import InputError, MlpcError
+from mlpc.ir import Graph
+from mlpc.printer import print_graph
+from mlpc.types import DType
+from passes.fusion import FusionPlan, fuse
+from passes.memory import MemoryPlan, plan_memory
+from runtime import compile_cache
+from runtime.backend import Record, register_backend
+
+STAGES = ("fused", "planned", "llvm", "asm")
+_STEP_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    """A uint8 array of `nbytes` whose data pointer is `align`-byte aligned."""
+    raw = np.zeros(nbytes + align, np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + nbytes]
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    a = np.asarray(array)
+    out = aligned_empty(max(a.nbytes, 1)).view(a.dtype)[:a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def _label_checks(plan: FusionPlan) -> list[tuple[str, int]]:
+    """Data inputs used as class labels, with their class counts (checked before each step)."""
+    names = {i.value: i.name for i in plan.graph.inputs if i.role == "data"}
+    out = []
+    for op in plan.graph.ops:
+        if op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad") and op.operands[1] in names:
+            out.append((names[op.operands[1]], op.operands[0].shape[1]))
+        if op.name == "one_hot" and op.operands[0] in names:
+            out.append((names[op.operands[0]], int(op.attrs["num_classes"])))
+    return sorted(set(out))
+
+
+def _meta(graph: Graph, plan: FusionPlan, mem: MemoryPlan, threads: int) -> dict[str, Any]:
+    inputs = [[i.name, i.role, i.value.dtype.value, list(i.value.shape)] for i in graph.inputs]
+    in_value_name = {i.value: i.name for i in graph.inputs}
+    state = {i.name for i in graph.inputs if i.role != "data"}
+    outputs = []
+    for o in graph.outputs:
+        v = o.value
+        slot = mem.slots[v]
+        if v in in_value_name:
+            where = ["input", in_value_name[v]]
+        elif slot.external is not None:
+            where = ["input", slot.external]
+        else:
+            where = ["arena", slot.offset]
+        outputs.append([o.name, o.name in state, where, v.dtype.value, list(v.shape)])
+    return {"arena": mem.arena_bytes, "inputs": inputs, "outputs": outputs,
+            "labels": _label_checks(plan), "threads": threads}
+
+
+class LlvmCompiled:
+    """A loaded step: `run` fills a pointer array and makes one native call."""
+
+    def __init__(self, meta: dict[str, Any], loaded: Any, texts: dict[str, str], compile_seconds: float,
+                 from_cache: bool) -> None:
+        self.meta = meta
+        self.loaded = loaded  # keeps the code alive
+        self.texts = texts
+        self.compile_seconds = compile_seconds
+        self.from_cache = from_cache
+        self.arena = aligned_empty(max(int(meta["arena"]), 64))
+        self.inputs = [(n, r, DType(d).numpy, tuple(s)) for n, r, d, s in meta["inputs"]]
+        self.ptrs = (ctypes.c_void_p * (1 + len(self.inputs)))()
+        self.ptrs[0] = self.arena.ctypes.data
+        self.fn = _STEP_FN(loaded.address)
+        self.seen: list[Any] = [None] * len(self.inputs)
+        self.keep: list[Any] = [None] * len(self.inputs)
+        self.labels = [(n, c, [i for i, x in enumerate(self.inputs) if x[0] == n][0]) for n, c in meta["labels"]]
+        self.outputs = [(n, st, w, DType(d).numpy, tuple(s)) for n, st, w, d, s in meta["outputs"]]
+        self.input_pos = {x[0]: i for i, x in enumerate(self.inputs)}
+
+    def _bind(self, j: int, value: Any, state: bool) -> None:
+        name, _role, dt, shape = self.inputs[j]
+        if state:
+            if not isinstance(value, np.ndarray) or value.dtype != dt or not value.flags.c_contiguous \
+                    or not value.flags.writeable:
+                raise InputError(f"state buffer {name!r} must be a writable contiguous {dt} array "
+                                 f"(use the backend's to_device)")
+            arr = value
+        else:
+            arr = value if (type(value) is np.ndarray and value.dtype == dt and value.flags.c_contiguous) \
+                else np.ascontiguousarray(value, dtype=dt)
+        if arr.shape != shape:
+            raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects {list(shape)}")
+        self.seen[j] = value
+        self.keep[j] = arr
+        self.ptrs[1 + j] = arr.ctypes.data
+
+    def run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        for j, (name, role, _dt, _shape) in enumerate(self.inputs):
+            src = data if role == "data" else state
+            try:
+                value = src[name]
+            except KeyError:
+                raise InputError(f"missing {'data' if role == 'data' else 'state'} input {name!r}") from None
+            if value is not self.seen[j] or role == "data":
+                self._bind(j, value, role != "data")
+        for name, classes, j in self.labels:
+            y = self.keep[j]
+            if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+                raise InputError(f"labels in {name!r} must be in [0, {classes}), got range "
+                                 f"[{int(y.min())}, {int(y.max())}]")
+        self.fn(self.ptrs)
+        result: dict[str, Any] = {}
+        for name, is_state, where, dt, shape in self.outputs:
+            if where[0] == "arena":
+                n = int(np.prod(shape)) if shape else 1
+                val = self.arena[where[1]:where[1] + n * dt.itemsize].view(dt).reshape(shape).copy()
+            else:
+                if is_state and where[1] == name:
+                    continue  # updated in place
+                val = np.array(self.keep[self.input_pos[where[1]]], copy=True)
+            if is_state:
+                np.copyto(state[name], val)
+            else:
+                result[name] = val
+        return result
+
+
+def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
+                use_cache: bool = True) -> LlvmCompiled:
+    """Fuse, plan, generate and load `graph` (or load it from the compile cache)."""
+    from codegen.llvm.compile import LoadedCode, optimize_and_emit, split_functions_asm, split_functions_ir
+    from codegen.llvm.module import VERSION, build_module, scratch_needs
+    from codegen.llvm.target import host_target
+
+    import llvmlite
+
+    t0 = time.perf_counter()
+    rec = record or (lambda stage, text: None)
+    target = target or host_target()
+    for i in graph.inputs + [type("O", (), {"value": o.value})() for o in graph.outputs]:
+        if i.value.dtype not in (DType.f32, DType.i32, DType.i1):
+            raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); "
+                            f"got a {i.value.dtype.value} tensor")
+    plan = fuse(graph)
+    mem = plan_memory(plan, scratch_needs(plan, target))
+    rec("fused", plan.dump())
+    rec("planned", print_graph(graph, annotate=plan.annotations()) + mem.dump(plan))
+    key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, llvmlite.__version__)
+    hit = compile_cache.load(key) if use_cache else None
+    if hit is not None:
+        meta, obj, texts = hit
+        try:
+            loaded = LoadedCode(obj, target)
+        except Exception:  # noqa: BLE001 - a bad object is a cache miss
+            hit = None
+        else:
+            for stage in ("llvm", "asm"):
+                if stage in texts:
+                    rec(stage, texts[stage])
+            return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True)
+    step = build_module(plan, mem, target)
+    co = optimize_and_emit(str(step.module), target)
+    ir_funcs = split_functions_ir(co.ir_text)
+    asm_funcs = split_functions_asm(co.asm_text)
+    header = [f"; target {target.cpu} ({target.lanes} f32 lanes), {step.threads} thread(s), "
+              f"arena {mem.arena_bytes} bytes"]
+    ir_parts, asm_parts = list(header), [h.replace(";", "#", 1) for h in header]
+    for info in step.kernels:
+        tag = f"kernel {info.name}: {info.detail}{' [threaded]' if info.threaded else ''}"
+        ir_parts.append(f"; ---- {tag}\n{ir_funcs.get(info.name, '; (inlined)')}")
+        asm_parts.append(f"# ---- {tag}\n{asm_funcs.get(info.name, '# (inlined)')}")
+    for fn in ("mlpc_body", "mlpc_step", "mlpc_worker", "mlpc_barrier"):
+        if fn in ir_funcs:
+            ir_parts.append(f"; ---- {fn}\n{ir_funcs[fn]}")
+        if fn in asm_funcs:
+            asm_parts.append(f"# ---- {fn}\n{asm_funcs[fn]}")
+    texts = {"llvm": "\n".join(ir_parts), "asm": "\n".join(asm_parts)}
+    rec("llvm", texts["llvm"])
+    rec("asm", texts["asm"])
+    meta = _meta(graph, plan, mem, step.threads)
+    loaded = LoadedCode(co.obj, target)
+    if use_cache:
+        compile_cache.store(key, meta, co.obj, texts)
+    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False)
+
+
+class LlvmBackend:
+    name = "llvm"
+    stages: tuple[str, ...] = STAGES
+
+    def lower(self, graph: Graph, record: Record) -> LlvmCompiled:
+        return lower_graph(graph, record)
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        return aligned_copy(np.asarray(array))
+
+    def to_host(self, buffer: Any) -> np.ndarray:
+        return np.array(buffer, copy=True)
+
+
+register_backend("llvm", LlvmBackend)
