@@ -107,3 +107,34 @@ def random_data(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             out[i.name] = rng.standard_normal(i.value.shape).astype(np.float32)
     return out
+
+
+def run_both(g: Graph, state: dict[str, np.ndarray], data: dict[str, np.ndarray], steps: int = 1,
+             target: Any = None, datas: list[dict[str, np.ndarray]] | None = None
+             ) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Run `steps` steps with the llvm backend and the interpreter; per step (llvm outs, ref outs,
+    llvm state, ref state)."""
+    from mlpc.interpreter import interpret
+    from runtime.llvm_backend import aligned_copy, lower_graph
+
+    compiled = lower_graph(g, target=target, use_cache=False)
+    st = {k: aligned_copy(v) for k, v in state.items()}
+    ref = {k: v.copy() for k, v in state.items()}
+    out = []
+    for i in range(steps):
+        d = datas[i] if datas else data
+        got = compiled.run(st, d)
+        r = interpret(g, {**ref, **d})
+        for k in ref:
+            if k in r:
+                ref[k] = r[k]
+        want = {k: v for k, v in r.items() if k not in ref}
+        out.append((got, want, {k: v.copy() for k, v in st.items()}, {k: v.copy() for k, v in ref.items()}))
+    return out
+
+
+def assert_close(got: dict, want: dict, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for k in want:
+        np.testing.assert_allclose(np.asarray(got[k], np.float64), np.asarray(want[k], np.float64),
+                                   rtol=rtol, atol=atol, err_msg=k)
