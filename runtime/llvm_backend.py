@@ -139,11 +139,11 @@ class LlvmCompiled:
 def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
                 use_cache: bool = True) -> LlvmCompiled:
     """Fuse, plan, generate and load `graph` (or load it from the compile cache)."""
+    import llvmlite
+
     from codegen.llvm.compile import LoadedCode, optimize_and_emit, split_functions_asm, split_functions_ir
     from codegen.llvm.module import VERSION, build_module, scratch_needs
     from codegen.llvm.target import host_target
-
-    import llvmlite
 
     t0 = time.perf_counter()
     rec = record or (lambda stage, text: None)

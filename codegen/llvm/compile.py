@@ -29,6 +29,7 @@ def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = True) -> Co
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
+    pto.loop_unrolling = False  # kernels are unrolled where it pays (microkernel); halves compile time
     pb = llvm.create_pass_builder(tm, pto)
     mpm = pb.getModulePassManager()
     mpm.run(mod, pb)

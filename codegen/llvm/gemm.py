@@ -17,11 +17,9 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from mlpc.ir import Op, Value
-from mlpc.ops.structural import normalize_axes
-
 from codegen.llvm import ewops
 from codegen.llvm.irutil import F32, FAST, I1, I32, I64, alloca_entry, const, gep, i64, loop, mem_type
+from mlpc.ir import Op, Value
 
 ACC_REGS = {16: 24, 8: 12, 4: 12, 1: 16}  # accumulators that fit the register file with room to spare
 
@@ -102,7 +100,10 @@ def split_axis(s: GemmShape, threads: int, colsums: bool) -> str:
 
 
 class GemmEmitter:
-    """Emits one gemm kernel body into `b`; `ptr(v)` gives a value's base pointer, `consts` immediates."""
+    """Emits one gemm kernel body into `b`; `ptr(v)` gives a value's base pointer, `consts` immediates.
+
+    One copy of the microkernel serves every tile: edge tiles clamp their extra rows onto a valid
+    row (results discarded: those rows are not stored) and mask lanes past the last column."""
 
     def __init__(self, b: ir.IRBuilder, ops: list[Op], colsums: list[Op], outputs: list[Value],
                  ptr, consts: dict[Value, float], lanes: int, tid: ir.Value, nt: int,
@@ -121,55 +122,53 @@ class GemmEmitter:
         self.nt = nt
         self.scratch = scratch
         self.split = split
-        self.values = {r for o in ops for r in o.results}
+        self.iota = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
 
     # ---- helpers -------------------------------------------------------------------------
     def splat(self, x: ir.Value, ty: ir.Type | None = None) -> ir.Value:
         b = self.b
-        ty = ty or self.vty
-        if self.w == 1:
-            return b.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(I32, 0))
+        ty = ty or ir.VectorType(x.type, self.w)
         v = b.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(I32, 0))
+        if self.w == 1:
+            return v
         return b.shuffle_vector(v, ir.Constant(ty, ir.Undefined), ir.Constant(ir.VectorType(I32, self.w), [0] * self.w))
 
-    def mask(self, valid: int) -> ir.Constant:
-        return ir.Constant(ir.VectorType(I1, self.w), [1 if i < valid else 0 for i in range(self.w)])
+    def lane_mask(self, valid: ir.Value) -> ir.Value:
+        """Lanes [0, valid) on (valid may be <= 0 or >= W)."""
+        return self.b.icmp_signed("<", self.iota, self.splat(valid))
 
-    def vload(self, base: ir.Value, index: ir.Value, valid: int, ety: ir.Type = F32) -> ir.Value:
-        """Load W elements at base[index]; only the first `valid` lanes if valid < W."""
+    def vload(self, base: ir.Value, index: ir.Value, mask: ir.Value | None, ety: ir.Type = F32) -> ir.Value:
         b = self.b
         vty = ir.VectorType(ety, self.w)
         p = gep(b, ety, base, index)
-        if valid >= self.w:
+        if mask is None:
             v = b.load(p, typ=vty)
             v.align = _bytes(ety)
             return v
         fn = _masked(b.module, "load", vty)
-        return b.call(fn, [p, ir.Constant(I32, _bytes(ety)), self.mask(valid), ir.Constant(vty, None)])
+        return b.call(fn, [p, ir.Constant(I32, _bytes(ety)), mask, ir.Constant(vty, None)])
 
-    def vstore(self, value: ir.Value, base: ir.Value, index: ir.Value, valid: int) -> None:
+    def vstore(self, value: ir.Value, base: ir.Value, index: ir.Value, mask: ir.Value | None) -> None:
         b = self.b
         p = gep(b, value.type.element, base, index)
-        if valid >= self.w:
-            s = b.store(value, p)
-            s.align = _bytes(value.type.element)
+        if mask is None:
+            st = b.store(value, p)
+            st.align = _bytes(value.type.element)
             return
         fn = _masked(b.module, "store", value.type)
-        b.call(fn, [value, p, ir.Constant(I32, _bytes(value.type.element)), self.mask(valid)])
+        b.call(fn, [value, p, ir.Constant(I32, _bytes(value.type.element)), mask])
+
+    def imin(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.select(self.b.icmp_signed("<", x, y), x, y)
 
     # ---- structure -----------------------------------------------------------------------
     def emit(self) -> None:
         b, s = self.b, self.s
-        full_cols, tail_cols = divmod(s.n, s.nr)
-        ncol_units = s.col_tiles
-        lo, hi = (self.range_of(ncol_units) if self.split == "n" else (i64(0), i64(ncol_units)))
-        full_hi = self.b.select(b.icmp_signed("<", hi, i64(full_cols)), hi, i64(full_cols))
-        with loop(b, lo, full_hi, name="jt") as jt:
-            self.column_panel(b.mul(jt, i64(s.nr)), s.nr)
-        if tail_cols:
-            has_tail = b.icmp_signed("==", hi, i64(ncol_units))
-            with b.if_then(has_tail):
-                self.column_panel(i64(full_cols * s.nr), tail_cols)
+        lo, hi = self.range_of(s.col_tiles) if self.split == "n" else (i64(0), i64(s.col_tiles))
+        with loop(b, lo, hi, name="jt") as jt:
+            j0 = b.mul(jt, i64(s.nr))
+            cv = self.imin(i64(s.nr), b.sub(i64(s.n), j0))
+            self.column_panel(j0, cv)
 
     def range_of(self, units: int) -> tuple[ir.Value, ir.Value]:
         b = self.b
@@ -177,160 +176,150 @@ class GemmEmitter:
         hi = b.udiv(b.mul(b.add(self.tid, i64(1)), i64(units)), i64(self.nt))
         return lo, hi
 
-    def column_panel(self, j0: ir.Value, ncols: int) -> None:
-        b, s = self.b, self.s
+    def column_panel(self, j0: ir.Value, cv: ir.Value) -> None:
+        b, s, w = self.b, self.s, self.w
+        masks = [self.lane_mask(b.sub(cv, i64(v * w))) for v in range(s.nv)]
         if s.pack_b:
-            self.pack(j0, ncols)
+            self.pack(j0, cv)
         for cs in self.colsums:
             out = self.ptr(cs.result)
-            for v in range(-(-ncols // self.w)):
-                self.vstore(const(self.vty, 0.0), out, b.add(j0, i64(v * self.w)), min(self.w, ncols - v * self.w))
-        full_rows, tail_rows = divmod(s.m, s.mr)
-        units = s.row_tiles
-        lo, hi = (self.range_of(units) if self.split == "m" else (i64(0), i64(units)))
-        full_hi = b.select(b.icmp_signed("<", hi, i64(full_rows)), hi, i64(full_rows))
-        with loop(b, lo, full_hi, name="it") as it:
-            self.micro(b.mul(it, i64(s.mr)), s.mr, j0, ncols)
-        if tail_rows:
-            with b.if_then(b.icmp_signed("==", hi, i64(units))):
-                self.micro(i64(full_rows * s.mr), tail_rows, j0, ncols)
+            for v in range(s.nv):
+                self.vstore(const(self.vty, 0.0), out, b.add(j0, i64(v * w)), masks[v])
+        lo, hi = self.range_of(s.row_tiles) if self.split == "m" else (i64(0), i64(s.row_tiles))
+        with loop(b, lo, hi, name="it") as it:
+            i0 = b.mul(it, i64(s.mr))
+            rv = self.imin(i64(s.mr), b.sub(i64(s.m), i0))
+            self.micro(i0, rv, j0, masks)
 
-    def pack(self, j0: ir.Value, ncols: int) -> None:
-        """scratch[k][c] = op(B)[k, j0 + c] for c < ncols, zero beyond: a contiguous K x NR panel."""
+    def pack(self, j0: ir.Value, cv: ir.Value) -> None:
+        """scratch[k][c] = op(B)[k, j0 + c] for c < cv, zero beyond: a contiguous K x NR panel."""
         b, s, w = self.b, self.s, self.w
         assert self.scratch is not None
         buf = gep(b, F32, self.scratch, b.mul(self.tid, i64(s.k * s.nr)))
         src = self.ptr(self.mm.operands[1])
         self.packed = buf
-        nv = s.nv
         if not s.tb:
+            masks = [self.lane_mask(b.sub(cv, i64(v * w))) for v in range(s.nv)]
             with loop(b, 0, s.k, name="pk") as k:
                 row = b.add(b.mul(k, i64(s.n)), j0)
-                for v in range(nv):
-                    valid = max(0, min(w, ncols - v * w))
-                    x = self.vload(src, b.add(row, i64(v * w)), valid) if valid else const(self.vty, 0.0)
-                    self.vstore(x, buf, b.add(b.mul(k, i64(s.nr)), i64(v * w)), w)
+                for v in range(s.nv):
+                    x = self.vload(src, b.add(row, i64(v * w)), masks[v])
+                    self.vstore(x, buf, b.add(b.mul(k, i64(s.nr)), i64(v * w)), None)
             return
-        # B is [N, K]: transpose W x W blocks in registers
-        kfull = s.k // w * w
-        for v in range(nv):
-            rows = max(0, min(w, ncols - v * w))
-            if kfull and w > 1:
+        # B is [N, K]: W x W blocks transposed in registers; columns past cv read row cv-1, then zeroed
+        kfull = s.k // w * w if w > 1 else 0
+        zero = const(self.vty, 0.0)
+        with loop(b, 0, s.nv, name="pv") as v:
+            col0 = b.mul(v, i64(w))
+            rows = []
+            for i in range(w):
+                c = b.add(col0, i64(i))
+                ok = b.icmp_signed("<", c, cv)
+                rows.append((ok, b.mul(b.add(j0, self.imin(c, b.sub(cv, i64(1)))), i64(s.k))))
+            if kfull:
                 with loop(b, 0, kfull, step=w, name="pt") as k0:
-                    vecs = []
-                    for i in range(w):
-                        if i < rows:
-                            off = b.add(b.mul(b.add(j0, i64(v * w + i)), i64(s.k)), k0)
-                            vecs.append(self.vload(src, off, w))
-                        else:
-                            vecs.append(const(self.vty, 0.0))
+                    vecs = [b.select(ok, self.vload(src, b.add(off, k0), None), zero) for ok, off in rows]
                     for i, t in enumerate(_transpose(b, vecs)):
-                        self.vstore(t, buf, b.add(b.mul(b.add(k0, i64(i)), i64(s.nr)), i64(v * w)), w)
-            with loop(b, 0 if w == 1 else kfull, s.k, name="pr") as k:
-                for i in range(w):
-                    dst = gep(b, F32, buf, b.add(b.mul(k, i64(s.nr)), i64(v * w + i)))
-                    if i < rows:
-                        x = b.load(gep(b, F32, src, b.add(b.mul(b.add(j0, i64(v * w + i)), i64(s.k)), k)), typ=F32)
-                    else:
-                        x = const(F32, 0.0)
-                    b.store(x, dst)
+                        self.vstore(t, buf, b.add(b.mul(b.add(k0, i64(i)), i64(s.nr)), col0), None)
+            if kfull < s.k:
+                with loop(b, kfull, s.k, name="pr") as k:
+                    for i, (ok, off) in enumerate(rows):
+                        x = b.load(gep(b, F32, src, b.add(off, k)), typ=F32)
+                        dst = gep(b, F32, buf, b.add(b.mul(k, i64(s.nr)), b.add(col0, i64(i))))
+                        b.store(b.select(ok, x, const(F32, 0.0)), dst)
 
-    def micro(self, i0: ir.Value, mr: int, j0: ir.Value, ncols: int) -> None:
+    def micro(self, i0: ir.Value, rv: ir.Value, j0: ir.Value, masks: list[ir.Value]) -> None:
         b, s, w = self.b, self.s, self.w
-        nv = -(-ncols // w)
-        valid = [min(w, ncols - v * w) for v in range(nv)]
+        mr, nv = s.mr, s.nv
         acc = [[alloca_entry(b, self.vty, f"acc{r}_{v}") for v in range(nv)] for r in range(mr)]
         for r in range(mr):
             for v in range(nv):
                 b.store(const(self.vty, 0.0), acc[r][v])
+        rows = [b.add(i0, self.imin(i64(r), b.sub(rv, i64(1)))) for r in range(mr)]  # clamped
         a = self.ptr(self.mm.operands[0])
         bsrc = self.ptr(self.mm.operands[1])
         fma = _fmuladd(b.module, self.vty)
+        a_base = rows if s.ta else [b.mul(r_, i64(s.k)) for r_ in rows]
         with loop(b, 0, s.k, name="k") as k:
             if s.pack_b:
                 brow = b.mul(k, i64(s.nr))
-                bv = [self.vload(self.packed, b.add(brow, i64(v * w)), w) for v in range(nv)]
+                bv = [self.vload(self.packed, b.add(brow, i64(v * w)), None) for v in range(nv)]
             else:
                 brow = b.add(b.mul(k, i64(s.n)), j0)
-                bv = [self.vload(bsrc, b.add(brow, i64(v * w)), valid[v]) for v in range(nv)]
+                bv = [self.vload(bsrc, b.add(brow, i64(v * w)), masks[v]) for v in range(nv)]
             for r in range(mr):
-                if s.ta:
-                    idx = b.add(b.mul(k, i64(s.m)), b.add(i0, i64(r)))
-                else:
-                    idx = b.add(b.mul(b.add(i0, i64(r)), i64(s.k)), k)
-                x = b.load(gep(b, F32, a, idx), typ=F32)
-                xs = self.splat(x)
+                idx = b.add(b.mul(k, i64(s.m)), a_base[r]) if s.ta else b.add(a_base[r], k)
+                xs = self.splat(b.load(gep(b, F32, a, idx), typ=F32))
                 for v in range(nv):
                     cur = b.load(acc[r][v], typ=self.vty)
                     b.store(b.call(fma, [xs, bv[v], cur]), acc[r][v])
         tile = {self.mm.result: [[b.load(acc[r][v], typ=self.vty) for v in range(nv)] for r in range(mr)]}
-        self.epilogue(tile, i0, mr, j0, valid)
+        self.epilogue(tile, rows, rv, j0, masks)
 
     # ---- epilogue ------------------------------------------------------------------------
-    def operand(self, v: Value, tile: dict, i0: ir.Value, mr: int, j0: ir.Value, valid: list[int]) -> list[list[ir.Value]]:
+    def operand(self, v: Value, tile: dict, rows: list[ir.Value], j0: ir.Value,
+                masks: list[ir.Value]) -> list[list[ir.Value]]:
         b, s, w = self.b, self.s, self.w
-        nv = len(valid)
+        nv, mr = s.nv, s.mr
         if v in tile:
             return tile[v]
-        ety = mem_type(v.dtype)
-        vty = ir.VectorType(ety if v.dtype.value != "i1" else I1, w)
         if v in self.consts:
-            c = const(ir.VectorType(F32, w), self.consts[v])
+            c = const(self.vty, self.consts[v])
             return [[c] * nv for _ in range(mr)]
+        is_bool = v.dtype.value == "i1"
+        ety = mem_type(v.dtype)
+        vty = ir.VectorType(I1 if is_bool else ety, w)
         base = self.ptr(v)
 
         def fix(x: ir.Value) -> ir.Value:
-            return b.trunc(x, vty) if v.dtype.value == "i1" else x
-        shape = v.shape
-        if shape == (s.m, s.n):
-            return [[fix(self.vload(base, b.add(b.mul(b.add(i0, i64(r)), i64(s.n)), b.add(j0, i64(vv * w))),
-                                    valid[vv], ety)) for vv in range(nv)] for r in range(mr)]
-        if shape in ((s.n,), (1, s.n)):
-            row = [fix(self.vload(base, b.add(j0, i64(vv * w)), valid[vv], ety)) for vv in range(nv)]
+            return b.trunc(x, vty) if is_bool else x
+
+        def scalar(index: ir.Value) -> ir.Value:
+            x = b.load(gep(b, ety, base, index), typ=ety)
+            return self.splat(b.trunc(x, I1) if is_bool else x, vty)
+        if v.shape == (s.m, s.n):
+            return [[fix(self.vload(base, b.add(b.mul(rows[r], i64(s.n)), b.add(j0, i64(vv * w))), masks[vv], ety))
+                     for vv in range(nv)] for r in range(mr)]
+        if v.shape in ((s.n,), (1, s.n)):
+            row = [fix(self.vload(base, b.add(j0, i64(vv * w)), masks[vv], ety)) for vv in range(nv)]
             return [row for _ in range(mr)]
-        if shape == (s.m, 1):
-            out = []
-            for r in range(mr):
-                x = b.load(gep(b, ety, base, b.add(i0, i64(r))), typ=ety)
-                x = b.trunc(x, I1) if v.dtype.value == "i1" else x
-                out.append([self.splat(x, vty)] * nv)
-            return out
-        x = b.load(gep(b, ety, base, i64(0)), typ=ety)
-        x = b.trunc(x, I1) if v.dtype.value == "i1" else x
-        sp = self.splat(x, vty)
+        if v.shape == (s.m, 1):
+            return [[scalar(rows[r])] * nv for r in range(mr)]
+        sp = scalar(i64(0))
         return [[sp] * nv for _ in range(mr)]
 
-    def epilogue(self, tile: dict, i0: ir.Value, mr: int, j0: ir.Value, valid: list[int]) -> None:
+    def epilogue(self, tile: dict, rows: list[ir.Value], rv: ir.Value, j0: ir.Value, masks: list[ir.Value]) -> None:
         b, s, w = self.b, self.s, self.w
-        nv = len(valid)
+        nv, mr = s.nv, s.mr
         for op in self.epi:
-            args = [self.operand(v, tile, i0, mr, j0, valid) for v in op.operands]
+            args = [self.operand(v, tile, rows, j0, masks) for v in op.operands]
             dts = [v.dtype for v in op.operands]
             tile[op.result] = [[ewops.emit(b, op.name, op.attrs, [a[r][vv] for a in args], dts, op.result.dtype, w)
                                 for vv in range(nv)] for r in range(mr)]
-        for val, t in tile.items():
-            if val in self.outputs:
-                base = self.ptr(val)
-                for r in range(mr):
+        stores = [(self.ptr(val), t) for val, t in tile.items() if val in self.outputs]
+        for r in range(mr):
+            if not stores:
+                break
+            with b.if_then(b.icmp_signed("<", i64(r), rv)):
+                for base, t in stores:
                     for vv in range(nv):
-                        idx = b.add(b.mul(b.add(i0, i64(r)), i64(s.n)), b.add(j0, i64(vv * w)))
-                        self.vstore(t[r][vv], base, idx, valid[vv])
+                        idx = b.add(b.mul(rows[r], i64(s.n)), b.add(j0, i64(vv * w)))
+                        self.vstore(t[r][vv], base, idx, masks[vv])
         for cs in self.colsums:
             t = tile[cs.operands[0]]
-            scale = 1.0
-            if cs.name == "mean":
-                normalize_axes(cs.attrs["axes"], 2)
-                scale = 1.0 / s.m
+            scale = 1.0 / s.m if cs.name == "mean" else 1.0
             out = self.ptr(cs.result)
+            zero = const(self.vty, 0.0)
             for vv in range(nv):
                 acc = t[0][vv]
                 for r in range(1, mr):
-                    acc = b.fadd(acc, t[r][vv], flags=FAST)
+                    keep = self.splat(b.icmp_signed("<", i64(r), rv))
+                    acc = b.fadd(acc, b.select(keep, t[r][vv], zero), flags=FAST)
                 if scale != 1.0:
                     acc = b.fmul(acc, const(self.vty, scale), flags=FAST)
                 idx = b.add(j0, i64(vv * w))
-                old = self.vload(out, idx, valid[vv])
-                self.vstore(b.fadd(old, acc, flags=FAST), out, idx, valid[vv])
+                old = self.vload(out, idx, masks[vv])
+                self.vstore(b.fadd(old, acc, flags=FAST), out, idx, masks[vv])
 
 
 def _transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:

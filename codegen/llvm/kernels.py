@@ -12,14 +12,28 @@ from typing import Callable
 
 from llvmlite import ir
 
+from codegen.llvm import ewops
+from codegen.llvm.irutil import (
+    F32,
+    F64,
+    FAST,
+    I1,
+    I32,
+    I64,
+    alloca_entry,
+    const,
+    elem_type,
+    gep,
+    i64,
+    intrinsic,
+    load_elem,
+    loop,
+    store_elem,
+)
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
-
-from codegen.llvm import ewops
-from codegen.llvm.irutil import (F32, F64, FAST, I1, I32, I64, alloca_entry, const, elem_type, gep, i64,
-                                 intrinsic, load_elem, loop, store_elem)
 
 THREAD_MIN_ELEMS = 1 << 16
 

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from mlpc.ir import Graph, Value
-from passes.fusion import FusionPlan, Kernel
-from passes.memory import MemoryPlan
-
 from codegen.llvm import kernels as K
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I32, I64, PTR, alloca_entry, declare, gep, i64
 from codegen.llvm.target import Target
+from mlpc.ir import Graph, Value
+from passes.fusion import FusionPlan, Kernel
+from passes.memory import MemoryPlan
 
 VERSION = "llvm-codegen-3"
 PROFILE = bool(os.environ.get("MLPC_PROFILE_KERNELS"))
@@ -218,6 +217,7 @@ def _barrier(mod: ir.Module) -> ir.Function:
     on a futex (Linux) or sched_yield (elsewhere), so an oversubscribed machine does not livelock."""
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR, I64]), "mlpc_barrier")
     fn.linkage = "internal"
+    fn.attributes.add("noinline")
     bar, nt = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     linux = "linux" in mod.triple and mod.triple.startswith("x86_64")
