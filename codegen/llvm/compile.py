@@ -51,8 +51,9 @@ class LoadedCode:
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
         self.address = self.engine.get_function_address("mlpc_step")
-        if not self.address:
-            raise RuntimeError("compiled object has no mlpc_step")
+        self.shutdown_address = self.engine.get_function_address("mlpc_shutdown")
+        if not self.address or not self.shutdown_address:
+            raise RuntimeError("compiled object has no mlpc_step/mlpc_shutdown")
 
 
 def split_functions_ir(ir_text: str) -> dict[str, str]:

@@ -63,13 +63,23 @@ class GemmShape:
         return 2 * self.m * self.n * self.k
 
     @property
+    def dot(self) -> bool:
+        """A @ B^T with few rows: dot products along K (both operands contiguous in K) beat
+        transposing all of B into panels, whose cost is only amortized over M rows."""
+        return self.tb and not self.ta and self.m <= 32 and self.k >= 2 * self.lanes
+
+    @property
+    def dot_block(self) -> tuple[int, int]:
+        return (1, 8) if self.m == 1 else (min(self.m, 4), 4)
+
+    @property
     def pack_b(self) -> bool:
         """Pack op(B)'s column panel contiguously: always when transposed; otherwise when the panel
         is re-read by enough row tiles to pay for the copy (long strided rows thrash L1/L2 sets)."""
         return self.tb or (self.m >= 4 * self.mr and self.k * self.n >= 32768)
 
     def scratch_bytes(self, threads: int) -> int:
-        return threads * self.k * self.nr * 4 if self.pack_b else 0
+        return threads * self.k * self.nr * 4 if self.pack_b and not self.dot else 0
 
 
 def gemm_shape(op: Op, lanes: int) -> GemmShape:
@@ -89,6 +99,8 @@ def split_axis(s: GemmShape, threads: int, colsums: bool) -> str:
 
     def waste(t: int) -> float:
         return -(-t // threads) * threads / t
+    if s.dot:
+        return "n" if -(-s.n // s.dot_block[1]) >= threads else "none"
     cand = [(waste(s.col_tiles) - (0.05 if s.tb else 0.0), "n"), (waste(s.row_tiles), "m")]
     if s.col_tiles < threads:
         cand = cand[1:]
@@ -164,6 +176,9 @@ class GemmEmitter:
     # ---- structure -----------------------------------------------------------------------
     def emit(self) -> None:
         b, s = self.b, self.s
+        if s.dot:
+            self.emit_dot()
+            return
         lo, hi = self.range_of(s.col_tiles) if self.split == "n" else (i64(0), i64(s.col_tiles))
         with loop(b, lo, hi, name="jt") as jt:
             j0 = b.mul(jt, i64(s.nr))
@@ -255,6 +270,91 @@ class GemmEmitter:
                     b.store(b.call(fma, [xs, bv[v], cur]), acc[r][v])
         tile = {self.mm.result: [[b.load(acc[r][v], typ=self.vty) for v in range(nv)] for r in range(mr)]}
         self.epilogue(tile, rows, rv, j0, masks)
+
+    # ---- dot-product form (C = A @ B^T, small M) -----------------------------------------------
+    def emit_dot(self) -> None:
+        b, s, w = self.b, self.s, self.w
+        ri, rj = s.dot_block
+        units = -(-s.n // rj)
+        lo, hi = self.range_of(units) if self.split == "n" else (i64(0), i64(units))
+        a, bsrc = self.ptr(self.mm.operands[0]), self.ptr(self.mm.operands[1])
+        kfull = s.k // w * w
+        tail = s.k - kfull
+        tmask = ir.Constant(ir.VectorType(I1, w), [1 if i < tail else 0 for i in range(w)])
+        fma = _fmuladd(b.module, self.vty)
+        red = _reduce_fadd(b.module, self.vty)
+        with loop(b, lo, hi, name="jb") as jb:
+            j0 = b.mul(jb, i64(rj))
+            cv = self.imin(i64(rj), b.sub(i64(s.n), j0))
+            cols = [b.add(j0, self.imin(i64(c), b.sub(cv, i64(1)))) for c in range(rj)]
+            for cs in self.colsums:
+                for c in range(rj):
+                    with b.if_then(b.icmp_signed("<", i64(c), cv)):
+                        b.store(const(F32, 0.0), gep(b, F32, self.ptr(cs.result), cols[c]))
+            with loop(b, 0, -(-s.m // ri), name="ib") as ib:
+                i0 = b.mul(ib, i64(ri))
+                rv = self.imin(i64(ri), b.sub(i64(s.m), i0))
+                rows = [b.add(i0, self.imin(i64(r), b.sub(rv, i64(1)))) for r in range(ri)]
+                acc = [[alloca_entry(b, self.vty, f"d{r}_{c}") for c in range(rj)] for r in range(ri)]
+                for r in range(ri):
+                    for c in range(rj):
+                        b.store(const(self.vty, 0.0), acc[r][c])
+                abase = [b.mul(x, i64(s.k)) for x in rows]
+                bbase = [b.mul(x, i64(s.k)) for x in cols]
+
+                def chunk(k0: ir.Value, mask: ir.Value | None) -> None:
+                    av = [self.vload(a, b.add(x, k0), mask) for x in abase]
+                    bv = [self.vload(bsrc, b.add(x, k0), mask) for x in bbase]
+                    for r in range(ri):
+                        for c in range(rj):
+                            cur = b.load(acc[r][c], typ=self.vty)
+                            b.store(b.call(fma, [av[r], bv[c], cur]), acc[r][c])
+                if kfull:
+                    with loop(b, 0, kfull, step=w, name="kd") as k0:
+                        chunk(k0, None)
+                if tail:
+                    chunk(i64(kfull), tmask)
+                vals = {self.mm.result: [[b.call(red, [const(F32, -0.0), b.load(acc[r][c], typ=self.vty)],
+                                                 fastmath=("reassoc",)) for c in range(rj)] for r in range(ri)]}
+                self.dot_epilogue(vals, rows, rv, cols, cv)
+
+    def dot_epilogue(self, vals: dict, rows: list[ir.Value], rv: ir.Value, cols: list[ir.Value],
+                     cv: ir.Value) -> None:
+        b, s = self.b, self.s
+        ri, rj = len(rows), len(cols)
+
+        def scalar(v: Value, r: int, c: int) -> ir.Value:
+            if v in vals:
+                return vals[v][r][c]
+            if v in self.consts:
+                return const(F32, self.consts[v])
+            if v.shape == (s.m, s.n):
+                idx = b.add(b.mul(rows[r], i64(s.n)), cols[c])
+            elif v.shape in ((s.n,), (1, s.n)):
+                idx = cols[c]
+            elif v.shape == (s.m, 1):
+                idx = rows[r]
+            else:
+                idx = i64(0)
+            x = b.load(gep(b, mem_type(v.dtype), self.ptr(v), idx), typ=mem_type(v.dtype))
+            return b.trunc(x, I1) if v.dtype.value == "i1" else x
+        for op in self.epi:
+            vals[op.result] = [[ewops.emit(b, op.name, op.attrs, [scalar(v, r, c) for v in op.operands],
+                                           [v.dtype for v in op.operands], op.result.dtype)
+                                for c in range(rj)] for r in range(ri)]
+        for r in range(ri):
+            for c in range(rj):
+                ok = b.and_(b.icmp_signed("<", i64(r), rv), b.icmp_signed("<", i64(c), cv))
+                with b.if_then(ok):
+                    for val, t in vals.items():
+                        if val in self.outputs:
+                            b.store(t[r][c], gep(b, F32, self.ptr(val), b.add(b.mul(rows[r], i64(s.n)), cols[c])))
+                    for cs in self.colsums:
+                        x = vals[cs.operands[0]][r][c]
+                        if cs.name == "mean":
+                            x = b.fmul(x, const(F32, 1.0 / s.m))
+                        p = gep(b, F32, self.ptr(cs.result), cols[c])
+                        b.store(b.fadd(b.load(p, typ=F32), x, flags=FAST), p)
 
     # ---- epilogue ------------------------------------------------------------------------
     def operand(self, v: Value, tile: dict, rows: list[ir.Value], j0: ir.Value,
@@ -358,6 +458,14 @@ def _masked(mod: ir.Module, kind: str, vty: ir.VectorType) -> ir.Function:
         else:
             fty = ir.FunctionType(ir.VoidType(), [vty, ir.PointerType(), I32, mty])
         fn = ir.Function(mod, fty, name)
+    return fn
+
+
+def _reduce_fadd(mod: ir.Module, vty: ir.VectorType) -> ir.Function:
+    name = f"llvm.vector.reduce.fadd.v{vty.count}f32"
+    fn = mod.globals.get(name)
+    if fn is None:
+        fn = ir.Function(mod, ir.FunctionType(F32, [F32, vty]), name)
     return fn
 
 
