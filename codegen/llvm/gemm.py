@@ -78,8 +78,20 @@ class GemmShape:
         is re-read by enough row tiles to pay for the copy (long strided rows thrash L1/L2 sets)."""
         return self.tb or (self.m >= 4 * self.mr and self.k * self.n >= 32768)
 
+    @property
+    def pack_a(self) -> bool:
+        """A transposed ([K, M]) and large: pack op(A) into [row tile][K][MR] so the microkernel
+        streams it (otherwise each tile walks K cache lines at stride M and reuses little of each)."""
+        return self.ta and not self.dot and self.m >= 4 * self.mr and self.k >= 64
+
+    @property
+    def a_panel(self) -> int:
+        return self.row_tiles * self.mr * self.k
+
     def scratch_bytes(self, threads: int) -> int:
-        return threads * self.k * self.nr * 4 if self.pack_b and not self.dot else 0
+        b = self.k * self.nr * 4 if self.pack_b and not self.dot else 0
+        a = self.a_panel * 4 if self.pack_a else 0
+        return threads * (b + a)
 
 
 def gemm_shape(op: Op, lanes: int) -> GemmShape:
@@ -179,6 +191,8 @@ class GemmEmitter:
         if s.dot:
             self.emit_dot()
             return
+        if s.pack_a:
+            self.pack_a()
         lo, hi = self.range_of(s.col_tiles) if self.split == "n" else (i64(0), i64(s.col_tiles))
         with loop(b, lo, hi, name="jt") as jt:
             j0 = b.mul(jt, i64(s.nr))
@@ -206,11 +220,34 @@ class GemmEmitter:
             rv = self.imin(i64(s.mr), b.sub(i64(s.m), i0))
             self.micro(i0, rv, j0, masks)
 
+    def pack_a(self) -> None:
+        """apack[(it*K + k)*MR + r] = op(A)[it*MR + r, k] (rows past M clamped) for this thread's tiles."""
+        b, s = self.b, self.s
+        assert self.scratch is not None
+        per_thread = s.k * s.nr + s.a_panel if s.pack_b else s.a_panel
+        base = b.mul(self.tid, i64(per_thread))
+        if s.pack_b:
+            base = b.add(base, i64(s.k * s.nr))
+        self.apacked = gep(b, F32, self.scratch, base)
+        src = self.ptr(self.mm.operands[0])
+        lo, hi = self.range_of(s.row_tiles) if self.split == "m" else (i64(0), i64(s.row_tiles))
+        with loop(b, lo, hi, name="pa") as it:
+            i0 = b.mul(it, i64(s.mr))
+            rows = [self.imin(b.add(i0, i64(r)), i64(s.m - 1)) for r in range(s.mr)]
+            out0 = b.mul(it, i64(s.k * s.mr))
+            with loop(b, 0, s.k, name="pak") as k:
+                row = b.mul(k, i64(s.m))
+                dst = b.add(out0, b.mul(k, i64(s.mr)))
+                for r in range(s.mr):
+                    x = b.load(gep(b, F32, src, b.add(row, rows[r])), typ=F32)
+                    b.store(x, gep(b, F32, self.apacked, b.add(dst, i64(r))))
+
     def pack(self, j0: ir.Value, cv: ir.Value) -> None:
         """scratch[k][c] = op(B)[k, j0 + c] for c < cv, zero beyond: a contiguous K x NR panel."""
         b, s, w = self.b, self.s, self.w
         assert self.scratch is not None
-        buf = gep(b, F32, self.scratch, b.mul(self.tid, i64(s.k * s.nr)))
+        per_thread = s.k * s.nr + (s.a_panel if s.pack_a else 0)
+        buf = gep(b, F32, self.scratch, b.mul(self.tid, i64(per_thread)))
         src = self.ptr(self.mm.operands[1])
         self.packed = buf
         if not s.tb:
@@ -254,7 +291,11 @@ class GemmEmitter:
         a = self.ptr(self.mm.operands[0])
         bsrc = self.ptr(self.mm.operands[1])
         fma = _fmuladd(b.module, self.vty)
-        a_base = rows if s.ta else [b.mul(r_, i64(s.k)) for r_ in rows]
+        if s.pack_a:
+            a = self.apacked
+            a_base = [b.add(b.mul(i0, i64(s.k)), i64(r)) for r in range(mr)]
+        else:
+            a_base = rows if s.ta else [b.mul(r_, i64(s.k)) for r_ in rows]
         with loop(b, 0, s.k, name="k") as k:
             if s.pack_b:
                 brow = b.mul(k, i64(s.nr))
@@ -263,7 +304,10 @@ class GemmEmitter:
                 brow = b.add(b.mul(k, i64(s.n)), j0)
                 bv = [self.vload(bsrc, b.add(brow, i64(v * w)), masks[v]) for v in range(nv)]
             for r in range(mr):
-                idx = b.add(b.mul(k, i64(s.m)), a_base[r]) if s.ta else b.add(a_base[r], k)
+                if s.pack_a:
+                    idx = b.add(b.mul(k, i64(mr)), a_base[r])
+                else:
+                    idx = b.add(b.mul(k, i64(s.m)), a_base[r]) if s.ta else b.add(a_base[r], k)
                 xs = self.splat(b.load(gep(b, F32, a, idx), typ=F32))
                 for v in range(nv):
                     cur = b.load(acc[r][v], typ=self.vty)

@@ -96,3 +96,13 @@ def test_dot_form_for_few_rows_times_transposed_b(m):
     assert gemm_shape(g.ops[0], 16).dot
     (got, want, _, _), = run_both(g, {}, data_for(g, 5))
     assert_close(got, want, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("mkn,tb", [((130, 70, 33), False), ((97, 65, 40), True)])
+def test_packed_transposed_a(mkn, tb):
+    from codegen.llvm.gemm import gemm_shape
+
+    g = matmul_graph(*mkn, True, tb)
+    assert gemm_shape(g.ops[0], 16).pack_a
+    (got, want, _, _), = run_both(g, {}, data_for(g, 6))
+    assert_close(got, want, rtol=2e-4, atol=2e-4)
