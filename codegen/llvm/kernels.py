@@ -351,7 +351,9 @@ def _bias_correction(c: KCtx, t: Value, beta: float) -> ir.Value:
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     b = c.b
     flags = ("contract",)
-    for op in ops:
+    # last parameter first: the first layer's weights (read first by the next forward) end the
+    # step in cache instead of being evicted by the other parameters' moments
+    for op in reversed(ops):
         a = op.attrs
         n = op.operands[0].type.size
         t = op.operands[-1]
