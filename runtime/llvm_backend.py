@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import operator
-import weakref
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ def _meta(graph: Graph, plan: FusionPlan, mem: MemoryPlan, threads: int) -> dict
     for o in graph.outputs:
         v = o.value
         slot = mem.slots[v]
+        where: list[Any]
         if v in in_value_name:
             where = ["input", in_value_name[v]]
         elif slot.external is not None:
