@@ -35,3 +35,27 @@ def test_threaded_step_matches_interpreter(opt, attrs):
                                        target=replace(host_target(), threads=2)):
         assert_close(got, want, rtol=2e-4, atol=1e-5)
         assert_close(st, ref, rtol=2e-4, atol=2e-5)
+
+
+def test_edge_graphs_outputs_that_are_inputs_constants_duplicates_and_no_ops():
+    import numpy as np
+
+    from mlpc.ir import Graph, Input, Output, Value
+    from mlpc.ops import Builder
+    from mlpc.types import f32
+
+    b = Builder()
+    x, p, u = Value(f32(3, 4), "x"), Value(f32(4), "p"), Value(f32(2), "unused")
+    c = b.op("full", value=2.0, dtype="f32", shape=(3, 4))
+    y = b.add(x, p)
+    g = Graph("e", [Input("x", x), Input("p", p, "param"), Input("unused", u)], b.ops,
+              [Output("same_as_input", x), Output("const", c), Output("y", y), Output("y2", y), Output("p", p)])
+    rng = np.random.default_rng(0)
+    state = {"p": rng.standard_normal(4).astype(np.float32)}
+    data = {"x": rng.standard_normal((3, 4)).astype(np.float32), "unused": np.zeros(2, np.float32)}
+    for got, want, st, ref in run_both(g, state, data, steps=2):
+        assert_close(got, want)
+        assert_close(st, ref)
+    empty = Graph("n", [Input("x", x)], [], [Output("o", x)])
+    (got, want, _, _), = run_both(empty, {}, {"x": data["x"]})
+    assert_close(got, want)
