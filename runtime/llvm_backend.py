@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import operator
+import statistics
 import threading
 import time
 import weakref
@@ -80,8 +81,11 @@ class LlvmCompiled:
     """A loaded step: `run` fills a pointer array and makes one native call."""
 
     def __init__(self, meta: dict[str, Any], loaded: Any, texts: dict[str, str], compile_seconds: float,
-                 from_cache: bool) -> None:
+                 from_cache: bool, graph: Graph | None = None, target: Any = None) -> None:
         self.meta = meta
+        self.graph = graph
+        self.target = target
+        self._profiled: LlvmCompiled | None = None
         self.loaded = loaded  # keeps the code alive
         self.texts = texts
         self.compile_seconds = compile_seconds
@@ -171,6 +175,30 @@ class LlvmCompiled:
                     result[name] = val
         return result
 
+    def profile(self, state: dict[str, Any], data: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
+        """{kernel name: median seconds on thread 0} from a cycle-counting build of the same step
+        (compiled once, cached); runs `repeats` steps, updating `state` (pass a copy)."""
+        if self.graph is None:
+            raise MlpcError("this compiled step does not know its graph; lower it with lower_graph")
+        if self._profiled is None:
+            self._profiled = lower_graph(self.graph, target=self.target, profile=True)
+        p = self._profiled
+        names = p.meta["kernels"]
+        counters = (ctypes.c_int64 * len(names)).from_address(p.loaded.engine.get_global_value_address("mlpc_prof"))
+        cycles = ctypes.CFUNCTYPE(ctypes.c_int64)(p.loaded.engine.get_function_address("mlpc_cycles"))
+        c0, t0 = cycles(), time.perf_counter()
+        time.sleep(0.02)
+        hz = (cycles() - c0) / (time.perf_counter() - t0)
+        p.run(state, data)
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(max(1, repeats)):
+            for i in range(len(names)):
+                counters[i] = 0
+            p.run(state, data)
+            for i, n in enumerate(names):
+                samples[n].append(counters[i] / hz)
+        return {n: statistics.median(v) for n, v in samples.items()}
+
     def _label_error(self) -> None:
         for name, classes in self.labels:
             y = self.keep[self.input_pos[name]]
@@ -181,7 +209,7 @@ class LlvmCompiled:
 
 
 def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
-                use_cache: bool = True) -> LlvmCompiled:
+                use_cache: bool = True, profile: bool = False) -> LlvmCompiled:
     """Fuse, plan, generate and load `graph`, or load it from the compile cache (no codegen imports,
     no LLVM work on a hit: the entry holds the object and every stage's text)."""
     import llvmlite
@@ -197,7 +225,7 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
         if v.dtype not in (DType.f32, DType.i32, DType.i1):
             raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); got a {v.dtype.value} tensor")
     key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, llvmlite.__version__,
-                                 f"profile={PROFILE}")
+                                 f"profile={PROFILE or profile}")
     hit = compile_cache.load(key) if use_cache else None
     if hit is not None:
         meta, obj, texts = hit
@@ -209,17 +237,17 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
             for stage in STAGES:
                 if stage in texts:
                     rec(stage, texts[stage])
-            return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True)
-    meta, obj, texts = _generate(graph, target)
+            return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
+    meta, obj, texts = _generate(graph, target, PROFILE or profile)
     for stage in STAGES:
         rec(stage, texts[stage])
     loaded = LoadedCode(obj, target)
     if use_cache:
         compile_cache.store(key, meta, obj, texts)
-    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False)
+    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False, graph, target)
 
 
-def _generate(graph: Graph, target: Any) -> tuple[dict[str, Any], bytes, dict[str, str]]:
+def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any], bytes, dict[str, str]]:
     """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
     from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
     from codegen.llvm.module import build_module, scratch_needs
@@ -228,7 +256,7 @@ def _generate(graph: Graph, target: Any) -> tuple[dict[str, Any], bytes, dict[st
     mem = plan_memory(plan, scratch_needs(plan, target))
     texts = {"fused": plan.dump(),
              "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
-    step = build_module(plan, mem, target, labels=_label_checks(plan))
+    step = build_module(plan, mem, target, labels=_label_checks(plan), profile=profile)
     co = optimize_and_emit(str(step.module), target)
     ir_funcs = split_functions_ir(co.ir_text)
     asm_funcs = split_functions_asm(co.asm_text)
@@ -246,7 +274,9 @@ def _generate(graph: Graph, target: Any) -> tuple[dict[str, Any], bytes, dict[st
             asm_parts.append(f"# ---- {fn}\n{asm_funcs[fn]}")
     texts["llvm"] = "\n".join(ir_parts)
     texts["asm"] = "\n".join(asm_parts)
-    return _meta(graph, plan, mem, step.threads), co.obj, texts
+    meta = _meta(graph, plan, mem, step.threads)
+    meta["kernels"] = [k.name for k in step.kernels]
+    return meta, co.obj, texts
 
 
 class LlvmBackend:

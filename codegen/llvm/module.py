@@ -82,7 +82,7 @@ def scratch_needs(plan: FusionPlan, target: Target) -> dict[int, int]:
 
 
 def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = "mlpc",
-                 labels: list[tuple[str, int]] | None = None) -> StepModule:
+                 labels: list[tuple[str, int]] | None = None, profile: bool = PROFILE) -> StepModule:
     """`labels`: (data input, class count) pairs that mlpc_step range-checks before touching any
     state; it returns 1 (and does nothing) if a label is out of range, else 0."""
     g: Graph = plan.graph
@@ -155,10 +155,13 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
             return ext_ptr[key[1]]
         return gep(b, I8, arena, key[1])
     prof = None
-    if PROFILE:
+    cycles = declare(mod, "llvm.readcyclecounter", I64, [])
+    if profile:  # cycles per kernel on thread 0 in global `mlpc_prof`; `mlpc_cycles()` reads the counter
         prof = ir.GlobalVariable(mod, ir.ArrayType(I64, len(kfuncs)), "mlpc_prof")
         prof.initializer = ir.Constant(ir.ArrayType(I64, len(kfuncs)), [0] * len(kfuncs))
-    cycles = declare(mod, "llvm.readcyclecounter", I64, [])
+        cfn = ir.Function(mod, ir.FunctionType(I64, []), "mlpc_cycles")
+        cb = ir.IRBuilder(cfn.append_basic_block("entry"))
+        cb.ret(cb.call(cycles, []))
     dirty_any = False      # some kernel ran since the last barrier
     dirty_multi = False    # a split kernel ran since the last barrier
     is_t0 = b.icmp_signed("==", tid, i64(0))

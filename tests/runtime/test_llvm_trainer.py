@@ -75,3 +75,14 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(InputError, match="state buffer"):
         c.run({**st, "0.weight": [[0.0] * 4] * 5}, d)
     c.run(st, d)  # still usable afterwards
+
+
+def test_per_kernel_profile_hook():
+    from runtime.llvm_backend import aligned_copy, lower_graph
+    from tests.handgraphs import init_state, mlp_train_graph, random_data
+
+    g = mlp_train_graph([33, 17, 5], 8, "relu", "ce", "adam")
+    c = lower_graph(g)
+    times = c.profile({k: aligned_copy(v) for k, v in init_state(g).items()}, random_data(g), 3)
+    assert set(times) == set(c._profiled.meta["kernels"]) and any(k.endswith("_gemm") for k in times)
+    assert all(0 <= t < 1.0 for t in times.values()) and sum(times.values()) > 0
