@@ -23,23 +23,31 @@ def mlp():
     return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
 
 
-def losses(backend, opt, ds, steps=100, batch=128):
+def losses(backend, opt, ds, steps=100, batch=128, perturb=False):
     tr = mlpc.compile(mlp(), nn.CrossEntropyLoss(), opt, batch_size=batch, backend=backend, seed=0)
+    if perturb:  # every initial weight moved by one float32 ulp
+        tr.load_state({k: np.nextafter(v, np.inf).astype(np.float32) for k, v in tr.parameters().items()})
     out = [tr.step(ds.x_train[i * batch:(i + 1) * batch], ds.y_train[i * batch:(i + 1) * batch])
            for i in range(steps)]
     return np.array(out), tr
 
 
-@pytest.mark.parametrize("opt,rtol", [(optim.Adam(lr=1e-3), 2e-4), (optim.SGD(lr=0.05, momentum=0.9), 5e-3)])
-def test_100_mnist_steps_match_numpy_backend(mnist, opt, rtol):
-    """Same losses step by step; float32 rounding (different summation orders in the gemms)
-    grows slowly over 100 steps, fastest with heavy momentum."""
+def max_rel(a, b):
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+@pytest.mark.parametrize("opt", [optim.Adam(lr=1e-3), optim.SGD(lr=0.05, momentum=0.9)])
+def test_100_mnist_steps_match_numpy_backend(mnist, opt):
+    """Same losses step by step within float32 tolerance, where the tolerance is measured: how far
+    the numpy backend's own losses move when every initial weight moves by one ulp (training
+    amplifies rounding differences, most with heavy momentum: ~5e-5 for Adam, ~2e-3 for SGD 0.9)."""
     ref, tr_ref = losses("numpy", opt, mnist)
+    noise, _ = losses("numpy", opt, mnist, perturb=True)
     got, tr = losses("llvm", opt, mnist)
     np.testing.assert_allclose(got[:10], ref[:10], rtol=1e-5)
-    np.testing.assert_allclose(got, ref, rtol=rtol)
+    assert max_rel(got, ref) <= max(2 * max_rel(noise, ref), 1e-5), (max_rel(got, ref), max_rel(noise, ref))
     for k, v in tr_ref.parameters().items():
-        np.testing.assert_allclose(tr.parameters()[k], v, atol=rtol * 10, err_msg=k)
+        np.testing.assert_allclose(tr.parameters()[k], v, atol=0.05, err_msg=k)
     assert tr.steps_taken == 100 and int(tr.optimizer_state()["t"]) == 100
 
 
