@@ -47,7 +47,7 @@ def test_100_mnist_steps_match_numpy_backend(mnist, opt):
     np.testing.assert_allclose(got[:10], ref[:10], rtol=1e-5)
     assert max_rel(got, ref) <= max(2 * max_rel(noise, ref), 1e-5), (max_rel(got, ref), max_rel(noise, ref))
     for k, v in tr_ref.parameters().items():
-        np.testing.assert_allclose(tr.parameters()[k], v, atol=0.05, err_msg=k)
+        np.testing.assert_allclose(tr.parameters()[k], v, atol=0.01, err_msg=k)
     assert tr.steps_taken == 100 and int(tr.optimizer_state()["t"]) == 100
 
 
