@@ -8,6 +8,8 @@ from functools import cache
 
 import llvmlite.binding as llvm
 
+from mlpc.errors import MlpcError
+
 
 @cache
 def init_llvm() -> None:
@@ -66,7 +68,7 @@ def host_threads() -> int:
         try:
             return max(1, int(env))
         except ValueError:
-            raise ValueError(f"MLPC_NUM_THREADS must be a positive integer or 'auto', got {env!r}") from None
+            raise MlpcError(f"MLPC_NUM_THREADS must be a positive integer or 'auto', got {env!r}") from None
     try:
         cpus = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux

@@ -59,12 +59,20 @@ def test_fused_epilogues_and_column_sums(epilogue, mkn, ta, tb):
     assert_close(got, want, rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize("lanes", [1, 4, 8])
+def avx2_target():
+    from codegen.llvm.target import Target
+
+    t = host_target()
+    return Target(t.triple, "haswell", "+avx,+avx2,+fma,+f16c,+popcnt,+sse4.2", 8, 1)
+
+
+@pytest.mark.parametrize("lanes", [1, 4, 8, "avx2"])
 def test_narrow_vector_and_scalar_fallback_targets(lanes):
-    """Kernels for AVX2 (8), SSE (4) and scalar (1) widths on a baseline x86-64 machine."""
-    for mkn, ta, tb in [((17, 33, 19), False, True), ((9, 7, 33), True, False)]:
+    """Kernels for AVX2 (haswell), 8/4-lane and scalar (1) widths on a baseline x86-64 machine."""
+    target = avx2_target() if lanes == "avx2" else generic_target(lanes)
+    for mkn, ta, tb in [((17, 33, 19), False, True), ((9, 7, 33), True, False), ((40, 70, 37), True, False)]:
         g = matmul_graph(*mkn, ta, tb, ("bias", "relu"), colsum=True)
-        (got, want, _, _), = run_both(g, {}, data_for(g, 2), target=generic_target(lanes))
+        (got, want, _, _), = run_both(g, {}, data_for(g, 2), target=target)
         assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 

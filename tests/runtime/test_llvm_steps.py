@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from codegen.llvm.target import host_target
+from codegen.llvm.target import generic_target, host_target
 from tests.handgraphs import assert_close, init_state, mlp_train_graph, random_data, run_both
 
 CASES = [
@@ -59,3 +59,13 @@ def test_edge_graphs_outputs_that_are_inputs_constants_duplicates_and_no_ops():
     empty = Graph("n", [Input("x", x)], [], [Output("o", x)])
     (got, want, _, _), = run_both(empty, {}, {"x": data["x"]})
     assert_close(got, want)
+
+
+@pytest.mark.parametrize("lanes", [1, 8])
+def test_training_step_on_fallback_targets(lanes):
+    """The scalar fallback (1 lane) and 8-lane code on baseline x86-64: same results."""
+    g = mlp_train_graph([19, 33, 5], 7, "relu", "ce", "adam")
+    datas = [random_data(g, s) for s in range(2)]
+    for got, want, st, ref in run_both(g, init_state(g), {}, steps=2, datas=datas, target=generic_target(lanes)):
+        assert_close(got, want, rtol=1e-4, atol=1e-5)
+        assert_close(st, ref, rtol=1e-4, atol=1e-5)
