@@ -37,11 +37,11 @@ def _full_batch(b: Builder, v: Value, batched: bool, shape: tuple[int, ...], siz
 
 def _elementwise(b: Builder, op: Op, args: list[Value], flags: list[bool], size: int) -> list[Value]:
     rank = op.result.type.rank
-    lifted = [_lift(b, v, f, rank, size) for v, f in zip(args, flags)]
+    lifted = [_lift(b, v, f, rank, size) for v, f in zip(args, flags, strict=True)]
     try:
         return [b.op(op.name, *lifted, **op.attrs)]
     except ShapeError:  # ops whose operands must have one type (relu_grad, ...): broadcast everything
-        full = [_full_batch(b, v, f, op.result.shape, size) for v, f in zip(args, flags)]
+        full = [_full_batch(b, v, f, op.result.shape, size) for v, f in zip(args, flags, strict=True)]
         return [b.op(op.name, *full, **op.attrs)]
 
 
@@ -112,13 +112,13 @@ def _sce_grad(b: Builder, op: Op, args: list[Value], flags: list[bool], size: in
 
 
 def _mse(b: Builder, op: Op, args: list[Value], flags: list[bool], size: int) -> list[Value]:
-    p, t = (_full_batch(b, v, f, op.operands[0].shape, size) for v, f in zip(args, flags))
+    p, t = (_full_batch(b, v, f, op.operands[0].shape, size) for v, f in zip(args, flags, strict=True))
     rank = op.operands[0].type.rank
     return [b.mean(b.square(b.sub(p, t)), axes=list(range(1, rank + 1)))]
 
 
 def _concat(b: Builder, op: Op, args: list[Value], flags: list[bool], size: int) -> list[Value]:
-    full = [_full_batch(b, v, f, o.shape, size) for v, f, o in zip(args, flags, op.operands)]
+    full = [_full_batch(b, v, f, o.shape, size) for v, f, o in zip(args, flags, op.operands, strict=True)]
     axis = op.attrs["axis"] % op.result.type.rank
     return [b.concat(*full, axis=axis + 1)]
 
@@ -155,7 +155,7 @@ def vectorize(ops: list[Op], batched: dict[Value, Value], size: int, b: Builder)
             raise MlpcError(f"vectorize: op {op.name}{f' at {op.loc}' if op.loc else ''} has no batching rule")
         b.loc = op.loc
         results = rule(b, op, [out.get(v, v) for v in op.operands], flags, size)
-        for old, new in zip(op.results, results):
+        for old, new in zip(op.results, results, strict=True):
             if new.shape != (size,) + old.shape:
                 raise MlpcError(f"vectorize: the {op.name} rule gave {list(new.shape)} for {old.type}")
             out[old] = new

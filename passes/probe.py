@@ -65,7 +65,7 @@ def linear_layers(graph: Graph, of: str = "loss") -> list[Layer]:
         u = users.get(v, [])
         return u[0] if len(u) == 1 else None
 
-    layers = []
+    layers: list[Layer] = []
     for op in ops:
         if op.name != "matmul" or op.operands[1] not in params or op.attrs.get("transpose_a"):
             continue

@@ -42,7 +42,7 @@ def _concat_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]
     for t in types:
         if t.dtype != first.dtype or t.rank != first.rank:
             raise ShapeError(f"concat operands must share dtype and rank, got {first} and {t}")
-        if any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != ax):
+        if any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape, strict=True)) if i != ax):
             raise ShapeError(f"concat along axis {ax}: shapes {list(first.shape)} and {list(t.shape)} differ elsewhere")
         total += t.shape[ax]
     return [first.with_shape(first.shape[:ax] + (total,) + first.shape[ax + 1:])]

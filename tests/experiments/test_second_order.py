@@ -41,7 +41,8 @@ def test_grad_and_hessian_match_finite_differences() -> None:
     x, a = rng.normal(size=5), rng.normal(size=5)
 
     def value(v):
-        return (np.exp(0.3 * v) * a).sum() + 2 * np.tanh(v).sum() + (v ** 3).sum() / 6 + (1 / (1 + np.exp(-v * a))).sum()
+        sig = 1 / (1 + np.exp(-v * a))
+        return (np.exp(0.3 * v) * a).sum() + 2 * np.tanh(v).sum() + (v ** 3).sum() / 6 + sig.sum()
 
     g = mlpc.grad(_smooth)(x, a)
     np.testing.assert_allclose(g, _fd_grad(value, x), rtol=1e-6, atol=1e-8)
@@ -122,15 +123,17 @@ def _stack_case(build, types: list[TensorType], batched: list[bool], size: int =
     out = build(b, *vals)
     g = Graph("g", [Input(f"a{i}", v) for i, v in enumerate(vals)], b.ops, [Output("out", out)])
     data = [rng.normal(size=((size,) if f else ()) + t.shape) if t.dtype.is_float
-            else rng.integers(0, t.shape and 3 or 3, ((size,) if f else ()) + t.shape) for t, f in zip(types, batched)]
+            else rng.integers(0, 3, ((size,) if f else ()) + t.shape) for t, f in zip(types, batched, strict=True)]
     vb = Builder()
-    stacked = {v: Value(TensorType(v.dtype, (size,) + v.shape), f"s{i}") for i, (v, f) in enumerate(zip(vals, batched)) if f}
+    stacked = {v: Value(TensorType(v.dtype, (size,) + v.shape), f"s{i}")
+               for i, (v, f) in enumerate(zip(vals, batched, strict=True)) if f}
     mapping = vectorize(b.ops, stacked, size, vb)
     inputs = [Input(f"s{i}", stacked[v]) if v in stacked else Input(f"a{i}", v) for i, v in enumerate(vals)]
     vg = Graph("v", inputs, vb.ops, [Output("out", mapping.get(out, out))])
-    got = interpret(vg, {f"s{i}" if f else f"a{i}": d for i, (d, f) in enumerate(zip(data, batched))})["out"]
+    feeds_v = {f"s{i}" if f else f"a{i}": d for i, (d, f) in enumerate(zip(data, batched, strict=True))}
+    got = interpret(vg, feeds_v)["out"]
     for k in range(size):
-        feeds = {f"a{i}": d[k] if f else d for i, (d, f) in enumerate(zip(data, batched))}
+        feeds = {f"a{i}": d[k] if f else d for i, (d, f) in enumerate(zip(data, batched, strict=True))}
         np.testing.assert_allclose(got[k], interpret(g, feeds)["out"], rtol=1e-10, atol=1e-12)
 
 
