@@ -95,7 +95,8 @@ def trajectories_figure(quad: Quadratic, paths: dict[str, np.ndarray], path: str
         ax.contour(gx, gy, z, levels=np.unique(levels), cmap="Blues", linewidths=0.8)
         ax.plot(pts[:, 0], pts[:, 1], "o-", color="tab:red", ms=2.5, lw=1)
         ax.plot(*quad.minimum(), "k*", ms=10)
-        ax.set(title=f"{name}\n{len(pts) - 1} steps", xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
+        steps = len(pts) - 1
+        ax.set(title=f"{name}\n{steps} step{'' if steps == 1 else 's'}", xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes.ravel()[len(paths):]:
