@@ -4,8 +4,16 @@ from mlpc import functional as F
 from mlpc import init, nn, optim
 from mlpc.api import Trainer, compile
 from mlpc.derivatives import grad, hessian
-from mlpc.errors import (CheckpointError, DatasetError, InputError, MlpcError, NumericalError, ParseError,
-                         ShapeError, VerifyError)
+from mlpc.errors import (
+    CheckpointError,
+    DatasetError,
+    InputError,
+    MlpcError,
+    NumericalError,
+    ParseError,
+    ShapeError,
+    VerifyError,
+)
 from mlpc.ir import Graph
 from mlpc.parser import parse
 from mlpc.printer import print_graph

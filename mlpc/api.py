@@ -206,6 +206,8 @@ class Trainer:
             if k not in self._state:
                 raise MlpcError(f"unknown parameter or state {k!r}")
             cur = self.backend.to_host(self._state[k])
+            if cur.shape == () and v.shape == (1,):  # safetensors stores scalars as [1]
+                v = v.reshape(())
             if cur.shape != v.shape:
                 raise MlpcError(f"{k}: shape {list(v.shape)} does not match the model's {list(cur.shape)}")
             self._state[k] = self.backend.to_device(np.asarray(v, dtype=cur.dtype))

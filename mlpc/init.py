@@ -58,7 +58,8 @@ def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
 def normal_fan_in(variance_times_n: float = 1.0) -> Initializer:
     """N(0, c/n) with n = fan_in: the lecture's sigma^2 = 1/n, 2/n, 3/n family."""
     c = variance_times_n
-    return Initializer("normal_fan_in", (("c", c),), lambda s, r, fi, fo: r.normal(0.0, math.sqrt(c / fi), s))
+    return Initializer("normal_fan_in", (("variance_times_n", c),),
+                       lambda s, r, fi, fo: r.normal(0.0, math.sqrt(c / fi), s))
 
 
 def xavier_uniform(gain: float = 1.0) -> Initializer:

@@ -99,8 +99,9 @@ def fold(graph: Graph) -> Graph:
         if op.name == "full" or not op.operands:
             return None
         kind = get(op.name).kind
-        values = [_splat(v) for v in op.operands]
-        if any(v is None for v in values):
+        maybe = [_splat(v) for v in op.operands]
+        values = [v for v in maybe if v is not None]
+        if len(values) != len(maybe):
             return None
         if kind == "elementwise":
             args = [np.asarray(v, dtype=o.dtype.numpy) for v, o in zip(values, op.operands)]
@@ -110,10 +111,10 @@ def fold(graph: Graph) -> Graph:
                 out = run_op(probe, args)[0]
             return _full(op, float(out))
         if op.name in ("reshape", "broadcast_to", "transpose"):
-            return _full(op, values[0])  # type: ignore[arg-type]
+            return _full(op, values[0])
         if op.name in ("sum", "mean", "max"):
             count = op.operands[0].type.size // max(op.result.type.size, 1)
-            return _full(op, values[0] * count if op.name == "sum" else values[0])  # type: ignore[operator]
+            return _full(op, values[0] * count if op.name == "sum" else values[0])
         return None
 
     return _rebuild(graph, rewrite)

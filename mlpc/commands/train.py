@@ -33,9 +33,30 @@ def load_data(args: argparse.Namespace):  # -> Dataset
     return data
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class Progress:
+    """A tqdm bar over one epoch showing the running loss and samples/s."""
 
+    def __init__(self, total: int, desc: str, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="ex", file=sys.stdout, disable=disable, leave=False,
+                        dynamic_ncols=True)
+        self.start, self.seen, self.losses = time.perf_counter(), 0, []  # type: tuple[float, int, list[float]]
+
+    def update(self, batch: int, loss: float) -> None:
+        self.seen += batch
+        self.losses.append(loss)
+        self.bar.update(batch)
+        if len(self.losses) % 20 == 0:
+            rate = self.seen / (time.perf_counter() - self.start)
+            self.bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.4f}", samples_s=f"{rate:.0f}")
+
+    def close(self) -> float:
+        self.bar.close()
+        return time.perf_counter() - self.start
+
+
+def run(args: argparse.Namespace) -> int:
     data = load_data(args)
     start = time.perf_counter()
     trainer = compile_from_args(args)
@@ -43,22 +64,9 @@ def run(args: argparse.Namespace) -> int:
           f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()})")
     n = len(data.x_train)
     for epoch in range(args.epochs):
-        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="ex", file=sys.stdout,
-                   disable=args.no_progress, leave=False, dynamic_ncols=True)
-        t0, seen, losses = time.perf_counter(), 0, []
-
-        def on_step(batch: int, loss: float) -> None:
-            nonlocal seen
-            seen += batch
-            losses.append(loss)
-            bar.update(batch)
-            if len(losses) % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
-                                samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
-
-        history = trainer.fit(data.x_train, data.y_train, epochs=1, on_step=on_step)
-        bar.close()
-        elapsed = time.perf_counter() - t0
+        progress = Progress(n, f"epoch {epoch + 1}/{args.epochs}", args.no_progress)
+        history = trainer.fit(data.x_train, data.y_train, epochs=1, on_step=progress.update)
+        elapsed = progress.close()
         line = f"epoch {epoch + 1}/{args.epochs}: loss {history[0]:.4f}, {n / elapsed:.0f} samples/s"
         if trainer.num_classes is not None:
             line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
