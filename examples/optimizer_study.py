@@ -22,13 +22,15 @@ def main() -> None:
     ap.add_argument("-o", "--output", default="out/optimizers")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
+    ap.add_argument("--test-limit", type=int, default=None, help="evaluate on only the first N test examples")
     ap.add_argument("--lr", type=float, default=0.1, help="step size of SGD/momentum/Nesterov")
     ap.add_argument("--adam-lr", type=float, default=1e-3)
     ap.add_argument("--backend", default="numpy")
     args = ap.parse_args()
     data = datasets.mnist()
     x, y = data.x_train[:args.limit], data.y_train[:args.limit]
-    res = run_study(x, y, data.x_test, data.y_test, lecture_optimizers(args.lr, args.adam_lr), epochs=args.epochs,
+    xt, yt = data.x_test[:args.test_limit], data.y_test[:args.test_limit]
+    res = run_study(x, y, xt, yt, lecture_optimizers(args.lr, args.adam_lr), epochs=args.epochs,
                     backend=args.backend)
     print(f"784-100-10 ReLU MLP, batch 128, {args.epochs} epochs on {len(x)} examples ({args.backend} backend)")
     print(res.table())
