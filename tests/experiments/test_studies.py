@@ -16,7 +16,8 @@ from mlpc.experiments.init_probe import deep_mlp, probe_init
 from mlpc.experiments.movement import relative_movement, track
 from mlpc.experiments.objective import CompiledObjective
 from mlpc.experiments.optimizer_study import default_model, lecture_optimizers, run_study
-from mlpc.experiments.quadratic import Quadratic, lecture_optimizers as quad_optimizers, quadratic_loss
+from mlpc.experiments.quadratic import Quadratic, quadratic_loss
+from mlpc.experiments.quadratic import lecture_optimizers as quad_optimizers
 
 
 def test_quadratic_paths_follow_the_update_rules() -> None:
