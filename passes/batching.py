@@ -141,14 +141,17 @@ def rule_for(name: str) -> Rule | None:
     return _elementwise if get(name).kind == "elementwise" else None
 
 
-def vectorize(ops: list[Op], batched: dict[Value, Value], size: int, b: Builder) -> dict[Value, Value]:
+def vectorize(ops: list[Op], batched: dict[Value, Value], size: int, b: Builder,
+              emit_unbatched: bool = True) -> dict[Value, Value]:
     """Re-emit `ops` into `b` over a leading axis of length `size`; `batched` maps a value to its
-    batched version [size, *shape] and is returned extended with every batched result."""
+    batched version [size, *shape] and is returned extended with every batched result.
+    `emit_unbatched=False` leaves out the ops with no batched operand (already emitted by an earlier call)."""
     out = dict(batched)
     for op in ops:
         flags = [v in out for v in op.operands]
         if not any(flags):
-            b.ops.append(op)
+            if emit_unbatched:
+                b.ops.append(op)
             continue
         rule = rule_for(op.name)
         if rule is None:

@@ -115,6 +115,20 @@ def test_hessian_pass_on_mlp_matches_torch(act, tact) -> None:
     np.testing.assert_allclose(h, _torch_model_hessian(model, x, y, tact), rtol=2e-3, atol=2e-5)
 
 
+def test_hessian_in_chunks_equals_one_chunk() -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
+    model.initialize(1)
+    rng = np.random.default_rng(3)
+    feeds = {"x": rng.normal(size=(5, 4)).astype(np.float32), "y": rng.integers(0, 2, 5).astype(np.int32),
+             **{k: p.data for k, p in model.parameters().items()}}
+    traced = trace_model(model, 5, 4, nn.CrossEntropyLoss(), "step")
+    whole = interpret(PassManager().run(traced, "hessian"), feeds)["hessian"]
+    small = PassManager().run(traced, "hessian{chunk_bytes=100}")  # 100 bytes: one or two tangents a chunk
+    assert sum(op.name == "eye" for op in small.ops) == 4
+    assert sum(op.name == "slice" for op in small.ops) > 8
+    np.testing.assert_allclose(interpret(small, feeds)["hessian"], whole, rtol=1e-6, atol=1e-7)
+
+
 def _stack_case(build, types: list[TensorType], batched: list[bool], size: int = 3) -> None:
     """vectorize(build) over `size` members equals running the unbatched graph once per member."""
     rng = np.random.default_rng(4)
