@@ -83,12 +83,14 @@ def table(results: list[ProbeResult], every: int = 5) -> str:
     """Rows: layer k (every `every`-th), then per init its activation norm and weight-gradient norm."""
     depth = len(results[0].grad)
     rows = sorted(set(range(0, depth + 1, every)) | {1, depth})
-    head = f"{'layer':>5} " + " ".join(f"{'act ' + r.name:>16} {'grad ' + r.name:>16}" for r in results)
+    widths = [max(12, len(r.name) + 6) for r in results]
+    head = f"{'layer':>5} " + " ".join(f"{'act ' + r.name:>{w}} {'grad ' + r.name:>{w}}"
+                                        for r, w in zip(results, widths, strict=True))
     lines = [head]
     for k in rows:
         cells = []
-        for r in results:
+        for r, w in zip(results, widths, strict=True):
             g = r.grad[k - 1] if k >= 1 else math.nan
-            cells.append(f"{r.act[k]:16.4g} {g:16.4g}")
+            cells.append(f"{r.act[k]:{w}.4g} {g:{w}.4g}")
         lines.append(f"{k:5d} " + " ".join(cells))
     return "\n".join(lines)

@@ -33,23 +33,34 @@ def _save(fig: Any, path: str) -> str:
     return path
 
 
-def _positive(values: list[float]) -> np.ndarray:
-    """Zeros cannot sit on a log axis: they are left out of the line (the table has them)."""
+def _floor(values: list[list[float]]) -> float:
+    """A point below every positive value: where exact zeros are drawn on a log axis."""
+    pos = [v for vs in values for v in vs if v > 0]
+    return min(pos) / 30 if pos else 1e-12
+
+
+def _with_floor(values: list[float], floor: float) -> np.ndarray:
     a = np.asarray(values, dtype=float)
-    return np.where(a > 0, a, np.nan)
+    return np.where(a > 0, a, floor)
 
 
 def probe_figure(results: list[ProbeResult], path: str, title: str = "") -> str:
-    """Activation norm ||Z_k|| vs layer and gradient norm ||grad W_i|| vs layer, one line per init."""
+    """Activation norm ||Z_k|| vs layer and gradient norm ||grad W_i|| vs layer, one line per init.
+
+    Exact zeros (zero initialization) cannot sit on a log axis: they are drawn dashed at the bottom."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    act_floor = _floor([r.act for r in results])
+    grad_floor = _floor([r.grad for r in results])
     for r in results:
-        zero = all(v == 0 for v in r.grad)
         label = f"$\\sigma^2={r.name}$" if r.name.endswith("/n") else r.name
-        if zero:
-            label += " (all gradients 0)"
-        ax1.plot(range(len(r.act)), _positive(r.act), label=label)
-        ax2.plot(range(1, len(r.grad) + 1), _positive(r.grad), label=label)
+        style = "-"
+        if any(v == 0 for v in r.act + r.grad):
+            label += " (exact zeros drawn at the bottom)"
+            style = "--"
+        line, = ax1.plot(range(len(r.act)), _with_floor(r.act, act_floor), style, label=label)
+        ax2.plot(range(1, len(r.grad) + 1), _with_floor(r.grad, grad_floor), style, label=label,
+                 color=line.get_color())
     ax1.set(yscale="log", xlabel="layer k (0 = input)", ylabel="activation norm $\\|Z_k\\|$",
             title="Forward activation norm")
     ax2.set(yscale="log", xlabel="layer i", ylabel="gradient norm $\\|\\nabla_{W_i} \\ell\\|$", title="Gradient norm")
