@@ -37,6 +37,12 @@ def relative_movement(w0: dict[str, np.ndarray], wt: dict[str, np.ndarray], name
     return out
 
 
+def distance_between(wa: dict[str, np.ndarray], wb: dict[str, np.ndarray], base: dict[str, np.ndarray],
+                     names: list[str]) -> dict[str, float]:
+    """||W^a - W^b|| / ||base||: e.g. between the end points of two runs started from different seeds."""
+    return relative_movement({k: base[k] for k in names}, {k: base[k] + (wb[k] - wa[k]) for k in names}, names)
+
+
 def track(trainer: Trainer, x: np.ndarray, y: np.ndarray, epochs: int = 1, every: int = 10, seed: int = 0) -> Movement:
     """Train `trainer` on (x, y), recording every layer's relative movement every `every` steps."""
     if every <= 0 or epochs <= 0:

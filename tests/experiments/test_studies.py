@@ -13,7 +13,7 @@ from mlpc import optim
 from mlpc.errors import MlpcError
 from mlpc.experiments import plots
 from mlpc.experiments.init_probe import deep_mlp, probe_init
-from mlpc.experiments.movement import relative_movement, track
+from mlpc.experiments.movement import distance_between, relative_movement, track
 from mlpc.experiments.objective import CompiledObjective
 from mlpc.experiments.optimizer_study import default_model, lecture_optimizers, run_study
 from mlpc.experiments.quadratic import Quadratic, quadratic_loss
@@ -71,6 +71,9 @@ def test_weight_movement_is_measured_against_initialization(mnist_batch) -> None
         np.testing.assert_allclose(v, np.linalg.norm(trainer.parameters()[k] - w0[k]) / np.linalg.norm(w0[k]),
                                    rtol=1e-5)
         assert 0 < v < 1  # the lecture: weights don't move that much
+    other = {k: w0[k] + 1.0 for k in expect}
+    np.testing.assert_allclose(distance_between(w0, other, w0, ["0.weight"])["0.weight"],
+                               np.sqrt(w0["0.weight"].size) / np.linalg.norm(w0["0.weight"]), rtol=1e-6)
     with pytest.raises(MlpcError, match="starts at zero"):
         relative_movement({"w": np.zeros((2, 2))}, {"w": np.ones((2, 2))}, ["w"])
 
