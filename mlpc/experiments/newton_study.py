@@ -44,7 +44,7 @@ def pool(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def newton_vs_gd(x: np.ndarray, y: np.ndarray, newton: optim.Newton, newton_iters: int = 10,
-                 gd_iters: int = 100, gd_lrs: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0), seed: int = 0,
+                 gd_iters: int = 100, gd_lrs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0), seed: int = 0,
                  backend: str = "numpy") -> NewtonStudy:
     """Softmax regression (Linear(features, classes)) on the full batch (x, y), same initialization for all."""
     import mlpc
