@@ -14,6 +14,7 @@ from mlpc.errors import (
     ShapeError,
     VerifyError,
 )
+from mlpc.inspection import inspect
 from mlpc.ir import Graph
 from mlpc.parser import parse
 from mlpc.printer import print_graph
@@ -30,5 +31,5 @@ def load(path: str, model: "nn.Module | None" = None, backend: str | None = None
 
 
 __all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "grad", "hessian", "init", "load", "nn",
-           "optim", "parse", "print_graph", "trace"]
+           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "grad", "hessian", "init", "inspect", "load",
+           "nn", "optim", "parse", "print_graph", "trace"]
