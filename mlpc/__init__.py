@@ -31,5 +31,5 @@ def load(path: str, model: "nn.Module | None" = None, backend: str | None = None
 
 
 __all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "grad", "hessian", "init", "inspect", "load",
-           "nn", "optim", "parse", "print_graph", "trace"]
+           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "grad", "hessian", "init", "inspect",
+           "load", "nn", "optim", "parse", "print_graph", "trace"]
