@@ -3,6 +3,7 @@
 from mlpc import functional as F
 from mlpc import init, nn, optim
 from mlpc.api import Trainer, compile
+from mlpc.derivatives import grad, hessian
 from mlpc.errors import (
     CheckpointError,
     DatasetError,
@@ -30,5 +31,5 @@ def load(path: str, model: "nn.Module | None" = None, backend: str | None = None
 
 
 __all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "init", "inspect", "load", "nn", "optim",
-           "parse", "print_graph", "trace"]
+           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "grad", "hessian", "init", "inspect",
+           "load", "nn", "optim", "parse", "print_graph", "trace"]

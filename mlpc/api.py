@@ -51,7 +51,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss: nn.Loss, optimizer: Optimizer, batch_size: int,
                  backend: str, seed: int, in_features: int | None,
-                 print_after: str | None = None, ir_stream: Any = None) -> None:
+                 print_after: str | None = None, ir_stream: Any = None, probe: bool = False) -> None:
         from runtime.backend import get_backend
 
         if batch_size <= 0:
@@ -65,6 +65,8 @@ class Trainer:
         self.batch_size, self.in_features, self.seed = batch_size, in_features, seed
         self.backend_name = backend
         self.print_after, self.ir_stream = print_after, ir_stream
+        self.probe = probe
+        self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
         self.backend = get_backend(backend)
         self._stages: dict[str, str] = {}
         self._graphs: dict[str, Graph] = {}
@@ -92,7 +94,8 @@ class Trainer:
         raise MlpcError("the traced step has no loss op")
 
     def _pipeline(self) -> str:
-        return f"autodiff,{self.optimizer.pipeline_text()},simplify"
+        probe = "probe," if self.probe else ""
+        return f"autodiff,{probe}{self.optimizer.pipeline_text()},simplify"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
         from passes.manager import PassManager
@@ -148,6 +151,8 @@ class Trainer:
         compiled = self._compiled_for("step", xs.shape[0])
         out = compiled.run(self._state, {"x": xs, "y": ys})
         self.steps_taken += 1
+        if self.probe:
+            self.last_probe = {k: float(np.asarray(v)) for k, v in out.items() if k.startswith("probe.")}
         loss = float(np.asarray(out["loss"]))
         if not math.isfinite(loss):
             raise NumericalError(f"loss became {loss} at step {self.steps_taken}")
@@ -231,12 +236,15 @@ class Trainer:
 
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
             batch_size: int = 128, backend: str = "numpy", seed: int = 0,
-            in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None) -> Trainer:
+            in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
+            probe: bool = False) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
+    `probe=True` adds the probe pass (per-layer activation and gradient norms, see passes/probe.py);
+    each `step` then leaves them in `trainer.last_probe`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
-                   in_features, print_after, ir_stream)
+                   in_features, print_after, ir_stream, probe)
