@@ -7,7 +7,8 @@ Kernel kinds:
   softmax_ce   softmax_cross_entropy forward and its gradient (and the bias gradient's column sums)
                in one pass over the logits
   optimizer    every parameter's update in one kernel
-  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill: single ops
+  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye), copy (concat,
+               slice), solve (linear_solve): single ops
 
 A group is placed at its last op; an op joins a group only if no outside op earlier than it reads
 the group's values, so ordering kernels by position is a topological order.
@@ -210,8 +211,12 @@ def fuse(graph: Graph) -> FusionPlan:
             continue
         if op.name == "max":
             new("reduce", i)
-        elif op.name == "full":
+        elif op.name in ("full", "eye"):
             new("fill", i)
+        elif op.name in ("concat", "slice"):
+            new("copy", i)
+        elif op.name == "linear_solve":
+            new("solve", i)
         elif op.name == "transpose":
             new("transpose", i)
         elif op.name in ROWWISE:

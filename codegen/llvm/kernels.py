@@ -147,6 +147,8 @@ def emit_elementwise(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
             def index(v: Value) -> ir.Value:
                 if v in flat_reads:
                     return b.add(row, j)
+                if v not in bst:  # an inlined constant: no memory read
+                    return i64(0)
                 s = bst[v][-1]
                 return b.add(base[v], j) if s else base[v]
             body(index, b.add(row, j))

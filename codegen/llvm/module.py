@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from codegen.llvm import PROFILE, threads
+from codegen.llvm import PROFILE, linalg, threads
 from codegen.llvm import kernels as K
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
@@ -75,6 +75,8 @@ def kernel_threading(plan: FusionPlan, k: Kernel, target: Target, small_step: bo
 def scratch_needs(plan: FusionPlan, target: Target) -> dict[int, int]:
     out = {}
     for k in plan.kernels:
+        if k.kind == "solve":
+            out[k.index] = linalg.solve_scratch_bytes(plan.graph.ops[k.ops[0]])
         if k.kind == "gemm":
             s = gemm_shape(plan.graph.ops[k.ops[0]], target.lanes)
             out[k.index] = s.scratch_bytes(target.threads)
@@ -228,7 +230,11 @@ def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> 
     elif k.kind == "transpose":
         K.emit_transpose(c, ops[0])
     elif k.kind == "fill":
-        K.emit_fill(c, ops[0])
+        (linalg.emit_eye if ops[0].name == "eye" else K.emit_fill)(c, ops[0])
+    elif k.kind == "copy":
+        linalg.emit_copy(c, ops[0])
+    elif k.kind == "solve":
+        linalg.emit_solve(c, ops[0])
     else:  # pragma: no cover - fusion only makes the kinds above
         raise ValueError(f"no emitter for kernel kind {k.kind}")
     return ops[0].name

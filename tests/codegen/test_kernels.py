@@ -140,3 +140,10 @@ def test_optimizer_rules_over_steps(name, n_state, attrs):
              for _ in range(4)]
     for _got, _want, st, ref in run_both(g, state, {}, steps=4, datas=datas):
         assert_close(st, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_broadcast_chain_with_inlined_constant():
+    """Regression: a scalar constant inside a broadcasting (two-level loop) elementwise kernel."""
+    g = graph({"x": f32(9, 17), "r": f32(17)},
+              lambda b, v: {"o": b.mul(b.add(v["x"], v["r"]), b.scalar(0.5, v["x"]))})
+    check(g, rand(g, 8))

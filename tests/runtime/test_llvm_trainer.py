@@ -94,3 +94,16 @@ def test_per_kernel_profile_hook():
     times = c.profile({k: aligned_copy(v) for k, v in init_state(g).items()}, random_data(g), 3)
     assert set(times) == set(c._profiled.meta["kernels"]) and any(k.endswith("_gemm") for k in times)
     assert all(0 <= t < 1.0 for t in times.values()) and sum(times.values()) > 0
+
+
+def test_newton_steps_match_numpy_backend():
+    """Newton's method (Hessian, eye/concat/slice, linear_solve) through the llvm backend."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 32).astype(np.int32)
+    res = {}
+    for be in ("numpy", "llvm"):
+        tr = mlpc.compile(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)), nn.CrossEntropyLoss(),
+                          optim.Newton(lr=0.5, damping=0.1), batch_size=32, backend=be, seed=0)
+        res[be] = [tr.step(x, y) for _ in range(4)]
+    np.testing.assert_allclose(res["llvm"], res["numpy"], rtol=1e-4)
