@@ -1,1 +1,1 @@
-"""Code generators, one renderer per target."""
+"""Code generators: one renderer per target."""

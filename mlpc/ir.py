@@ -164,3 +164,22 @@ def structurally_equal(a: Graph, b: Graph, check_loc: bool = True) -> bool:
         return False
     return all(o.name == p.name and vmap.get(o.value) is p.value
                for o, p in zip(a.outputs, b.outputs))
+
+
+def clone(graph: Graph) -> Graph:
+    """A deep copy with fresh Values and Ops, so a pass can never disturb its input graph."""
+    vmap: dict[Value, Value] = {}
+    inputs = []
+    for i in graph.inputs:
+        v = Value(i.value.type, i.value.hint)
+        vmap[i.value] = v
+        inputs.append(Input(i.name, v, i.role))
+    ops = []
+    for op in graph.ops:
+        results = [Value(r.type, r.hint) for r in op.results]
+        new = Op(op.name, [vmap[v] for v in op.operands], results, dict(op.attrs), op.loc)
+        for old, r in zip(op.results, results):
+            r.producer = new
+            vmap[old] = r
+        ops.append(new)
+    return Graph(graph.name, inputs, ops, [Output(o.name, vmap[o.value]) for o in graph.outputs])

@@ -78,8 +78,12 @@ def print_graph(g: Graph, show_loc: bool = True, annotate: dict[int, str] | None
     for i in g.inputs:
         role = "" if i.role == "data" else f"{i.role} "
         args.append(f"{role}%{i.name}: {i.value.type}")
-    rets = ", ".join(f"{format_output_name(o.name)}: {o.value.type}" for o in g.outputs)
-    lines = [f"func @{g.name}({', '.join(args)}) -> ({rets}) {{"]
+    rets = [f"{format_output_name(o.name)}: {o.value.type}" for o in g.outputs]
+    header = f"func @{g.name}({', '.join(args)}) -> ({', '.join(rets)}) {{"
+    if len(header) > 100:  # one argument / result per line
+        header = (f"func @{g.name}(\n" + ",\n".join("    " + a for a in args) + "\n) -> (\n"
+                  + ",\n".join("    " + r for r in rets) + "\n) {")
+    lines = [header]
     for idx, op in enumerate(g.ops):
         lhs = ", ".join(f"%{names[r]}: {r.type}" for r in op.results)
         operands = ", ".join(f"%{names[v]}" if v in names else "%<undefined>" for v in op.operands)

@@ -12,7 +12,8 @@ def _context(g: Graph, index: int, radius: int = 3) -> str:
     from mlpc.printer import print_graph
 
     lines = print_graph(g).splitlines()
-    ops_lines = lines[1:-2]
+    first = next(i for i, line in enumerate(lines) if line.endswith("{"))
+    ops_lines = lines[first + 1:-2]
     lo, hi = max(0, index - radius), min(len(ops_lines), index + radius + 1)
     marked = [("> " if i == index else "  ") + ops_lines[i] for i in range(lo, hi)]
     return "\n".join(marked)

@@ -1,0 +1,1 @@
+"""Subcommands of the `mlpc` CLI, one module each with a `register(subparsers)` function."""

@@ -1,0 +1,84 @@
+"""`mlpc train`: train a model on MNIST (or a user .npz) with a progress bar, report test accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from mlpc.commands.common import add_model_args, compile_from_args
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train an MLP and report test accuracy")
+    add_model_args(p)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--data", default=None, help="folder with MNIST IDX files (default: the shipped copy)")
+    p.add_argument("--npz", default=None, help="train on a .npz with x/y (or x_train/y_train/x_test/y_test)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
+    p.add_argument("--save", default=None, help="write a checkpoint (safetensors) here at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def load_data(args: argparse.Namespace):  # -> Dataset
+    from mlpc import datasets
+
+    data = datasets.load_npz(args.npz) if args.npz else datasets.mnist(args.data)
+    if args.limit:
+        data.x_train, data.y_train = data.x_train[:args.limit], data.y_train[:args.limit]
+    return data
+
+
+class Progress:
+    """A tqdm bar over one epoch showing the running loss and samples/s."""
+
+    def __init__(self, total: int, desc: str, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="ex", file=sys.stdout, disable=disable, leave=False,
+                        dynamic_ncols=True)
+        self.start, self.seen, self.losses = time.perf_counter(), 0, []  # type: tuple[float, int, list[float]]
+
+    def update(self, batch: int, loss: float) -> None:
+        self.seen += batch
+        self.losses.append(loss)
+        self.bar.update(batch)
+        if len(self.losses) % 20 == 0:
+            rate = self.seen / (time.perf_counter() - self.start)
+            self.bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.4f}", samples_s=f"{rate:.0f}")
+
+    def close(self) -> float:
+        self.bar.close()
+        return time.perf_counter() - self.start
+
+
+def run(args: argparse.Namespace) -> int:
+    data = load_data(args)
+    start = time.perf_counter()
+    trainer = compile_from_args(args)
+    print(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
+          f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()})")
+    n = len(data.x_train)
+    for epoch in range(args.epochs):
+        progress = Progress(n, f"epoch {epoch + 1}/{args.epochs}", args.no_progress)
+        history = trainer.fit(data.x_train, data.y_train, epochs=1, on_step=progress.update)
+        elapsed = progress.close()
+        line = f"epoch {epoch + 1}/{args.epochs}: loss {history[0]:.4f}, {n / elapsed:.0f} samples/s"
+        if trainer.num_classes is not None:
+            line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
+        print(line, flush=True)
+    if args.save:
+        trainer.save(args.save)
+        print(f"saved checkpoint to {args.save}")
+    if trainer.num_classes is not None:
+        acc = trainer.evaluate(data.x_test, data.y_test)
+        correct = int(round(acc * len(data.y_test)))
+        print(f"test accuracy: {100 * acc:.2f}% ({correct}/{len(data.y_test)})")
+    else:
+        mse = float(np.mean((trainer.predict(data.x_test) - data.y_test) ** 2))
+        print(f"test mse: {mse:.6f}")
+    return 0

@@ -1,0 +1,1 @@
+"""Test utilities shipped with mlpc: a FileCheck-style matcher and lit-style RUN lines."""

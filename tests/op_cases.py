@@ -1,0 +1,109 @@
+"""One sample call per registered op: operand types, attributes and a safe input domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlpc.types import DType, TensorType
+
+
+def T(dtype: str, *shape: int) -> TensorType:
+    return TensorType(DType(dtype), tuple(shape))
+
+
+@dataclass
+class Case:
+    op: str
+    operands: list[TensorType]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = "any"  # any | positive | away0 (|x| >= 0.2) | labels:<classes> | bool
+    diff: list[int] | None = None  # operand indices to differentiate (default: all float operands)
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}-{'-'.join(str(t) for t in self.operands)}-{self.attrs}"
+
+
+def cases(dtype: str = "f64") -> list[Case]:
+    f = dtype
+    return [
+        Case("add", [T(f, 3, 4), T(f, 4)]),
+        Case("add", [T(f, 3, 1), T(f, 1, 4)]),
+        Case("sub", [T(f, 3, 4), T(f, 3, 4)]),
+        Case("sub", [T(f), T(f, 2, 3)]),
+        Case("mul", [T(f, 3, 4), T(f, 4)]),
+        Case("div", [T(f, 3, 4), T(f, 3, 1)], domain="positive"),
+        Case("maximum", [T(f, 3, 4), T(f, 4)]),
+        Case("minimum", [T(f, 3, 4), T(f, 3, 4)]),
+        Case("greater", [T(f, 3, 4), T(f, 4)]),
+        Case("greater_equal", [T(f, 3, 4), T(f, 3, 4)]),
+        Case("less", [T(f, 2), T(f, 2)]),
+        Case("less_equal", [T(f, 2), T(f)]),
+        Case("equal", [T(f, 2, 2), T(f, 2, 2)]),
+        Case("where", [T("i1", 3, 4), T(f, 3, 4), T(f, 4)], domain="where"),
+        Case("neg", [T(f, 3, 4)]),
+        Case("exp", [T(f, 3, 4)]),
+        Case("log", [T(f, 3, 4)], domain="positive"),
+        Case("sqrt", [T(f, 3, 4)], domain="positive"),
+        Case("square", [T(f, 5)]),
+        Case("abs", [T(f, 5)], domain="away0"),
+        Case("sign", [T(f, 5)], domain="away0"),
+        Case("pow", [T(f, 2, 3)], {"exponent": 3.0}, domain="positive"),
+        Case("relu", [T(f, 4, 5)], domain="away0"),
+        Case("relu_grad", [T(f, 4, 5), T(f, 4, 5)], domain="away0"),
+        Case("leaky_relu", [T(f, 4, 5)], {"alpha": 0.1}, domain="away0"),
+        Case("leaky_relu_grad", [T(f, 4, 5), T(f, 4, 5)], {"alpha": 0.2}, domain="away0"),
+        Case("sigmoid", [T(f, 4, 5)]),
+        Case("tanh", [T(f, 4, 5)]),
+        Case("gelu", [T(f, 4, 5)]),
+        Case("cast", [T(f, 3)], {"dtype": "f32" if f == "f64" else "f64"}),
+        Case("full", [], {"value": 2.5, "dtype": f, "shape": (2, 3)}),
+        Case("broadcast_to", [T(f, 1, 4)], {"shape": (3, 4)}),
+        Case("broadcast_to", [T(f, 4)], {"shape": (2, 3, 4)}),
+        Case("reshape", [T(f, 3, 4)], {"shape": (2, 6)}),
+        Case("transpose", [T(f, 3, 4)]),
+        Case("transpose", [T(f, 2, 3, 4)], {"perm": (1, 2, 0)}),
+        Case("sum", [T(f, 3, 4)], {"axes": (0,)}),
+        Case("sum", [T(f, 2, 3, 4)], {"axes": (0, 2), "keepdims": True}),
+        Case("mean", [T(f, 3, 4)], {"axes": (1,)}),
+        Case("mean", [T(f, 3, 4)], {"axes": (0, 1)}),
+        Case("max", [T(f, 3, 4)], {"axes": (1,)}),
+        Case("max", [T(f, 3, 4)], {"axes": (0,), "keepdims": True}),
+        Case("matmul", [T(f, 3, 4), T(f, 4, 5)]),
+        Case("matmul", [T(f, 4, 3), T(f, 4, 5)], {"transpose_a": True}),
+        Case("matmul", [T(f, 3, 4), T(f, 5, 4)], {"transpose_b": True}),
+        Case("matmul", [T(f, 4, 3), T(f, 5, 4)], {"transpose_a": True, "transpose_b": True}),
+        Case("softmax", [T(f, 3, 5)]),
+        Case("log_softmax", [T(f, 3, 5)]),
+        Case("softmax_cross_entropy", [T(f, 4, 5), T("i32", 4)], domain="labels:5"),
+        Case("softmax_cross_entropy_grad", [T(f, 4, 5), T("i32", 4), T(f)], domain="labels:5"),
+        Case("mse", [T(f, 3, 2), T(f, 3, 2)]),
+        Case("one_hot", [T("i32", 4)], {"num_classes": 5, "dtype": f}, domain="labels:5"),
+        Case("sgd_update", [T(f, 3), T(f, 3), T("i32")], {"lr": 0.1}),
+        Case("sgd_update", [T(f, 3), T(f, 3), T(f, 3), T("i32")], {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+        Case("momentum_update", [T(f, 3), T(f, 3), T(f, 3), T("i32")], {"unbiased": True}),
+        Case("adam_update", [T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T("i32")],
+             {"weight_decay": 0.01, "decoupled": True}),
+    ]
+
+
+def sample(case: Case, rng: np.random.Generator) -> list[np.ndarray]:
+    """Inputs for `case` in its domain."""
+    out = []
+    for t in case.operands:
+        if t.dtype == DType.i1:
+            out.append(rng.random(t.shape) > 0.5)
+        elif t.dtype.is_int:
+            hi = int(case.domain.split(":")[1]) if case.domain.startswith("labels:") else 5
+            out.append(rng.integers(0, hi, t.shape).astype(t.dtype.numpy))
+        elif case.domain == "positive":
+            out.append(rng.uniform(0.5, 2.0, t.shape).astype(t.dtype.numpy))
+        elif case.domain == "away0":
+            v = rng.uniform(0.2, 2.0, t.shape) * rng.choice([-1.0, 1.0], t.shape)
+            out.append(np.asarray(v, t.dtype.numpy))
+        else:
+            out.append(rng.normal(0, 1, t.shape).astype(t.dtype.numpy))
+    return out
