@@ -1,0 +1,308 @@
+"""`mlpc.load_library`: drive an exported libNAME.so through ctypes like a Trainer (step/predict/parameters).
+
+Loading is defensive, because a shared library runs code as soon as it is opened: the file is read
+once and checked as ELF (complete, this machine's architecture); a private copy is opened first in a
+throwaway process that reads the ABI version symbol before anything else, then creates a state and
+runs one prediction; only if that process reports success is the same copy opened here. A damaged or
+foreign file therefore ends in an MlpcError, not in a crashed interpreter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codegen.aot.abi import ABI_SYMBOL, ABI_VERSION, NAME_SYMBOL, STATUS
+from mlpc import validate
+from mlpc.errors import CheckpointError, InputError, MlpcError, NumericalError
+from mlpc.types import DType, TensorType
+from runtime.elfcheck import check_shared_object
+
+_PROBE = r"""
+import ctypes, json, sys
+out = {}
+try:
+    lib = ctypes.CDLL(sys.argv[1])
+except OSError as e:
+    print(json.dumps({"stage": "dlopen", "error": str(e)})); sys.exit(0)
+try:
+    out["abi"] = ctypes.c_uint32.in_dll(lib, "%(abi)s").value
+except ValueError:
+    print(json.dumps({"stage": "abi"})); sys.exit(0)
+if out["abi"] == int(sys.argv[2]):
+    try:
+        name = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, "%(name)s"))).decode()
+        out["name"] = name
+        f = {k: getattr(lib, name + "_" + k) for k in ("create", "destroy", "predict_n", "last_error")}
+    except (ValueError, AttributeError, UnicodeDecodeError) as e:
+        out["stage"] = "symbols"; out["error"] = str(e)
+        print(json.dumps(out)); sys.exit(0)
+    f["last_error"].restype = ctypes.c_char_p
+    state = ctypes.c_void_p()
+    rc = f["create"](ctypes.byref(state))
+    out["create"] = rc
+    if rc == 0:
+        f["destroy"].argtypes = [ctypes.c_void_p]
+        f["predict_n"].argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+        m = json.loads(ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, name + "_manifest"))))
+        x = (ctypes.c_float * int(m["in_features"]))()
+        y = (ctypes.c_float * int(m["out_features"]))()
+        out["predict"] = f["predict_n"](state, 1, x, y)
+        if out["predict"] != 0:
+            out["error"] = (f["last_error"]() or b"").decode("utf-8", "replace")
+        f["destroy"](state)
+    else:
+        out["error"] = (f["last_error"]() or b"").decode("utf-8", "replace")
+print(json.dumps(out))
+""" % {"abi": ABI_SYMBOL, "name": NAME_SYMBOL}
+
+_ERRORS: dict[int, type[MlpcError]] = {
+    STATUS["MLPC_E_INPUT"]: InputError, STATUS["MLPC_E_ARGUMENT"]: InputError,
+    STATUS["MLPC_E_NUMERIC"]: NumericalError, STATUS["MLPC_E_IO"]: CheckpointError,
+    STATUS["MLPC_E_FORMAT"]: CheckpointError, STATUS["MLPC_E_MISMATCH"]: CheckpointError,
+}
+
+
+class _BufferInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("role", ctypes.c_int32), ("dtype", ctypes.c_int32),
+                ("ndim", ctypes.c_int32), ("shape", ctypes.POINTER(ctypes.c_int64)), ("numel", ctypes.c_int64)]
+
+
+def _abi_mismatch(path: str, found: int) -> MlpcError:
+    return MlpcError(f"{path} was built for mlpc library ABI version {found}, but this mlpc loads ABI version "
+                     f"{ABI_VERSION} only; re-export the model with this mlpc (`mlpc aot` or mlpc.export)")
+
+
+def _probe(copy: str, path: str) -> dict[str, Any]:
+    try:
+        r = subprocess.run([sys.executable, "-I", "-c", _PROBE, copy, str(ABI_VERSION)], capture_output=True,
+                           text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise MlpcError(f"{path}: loading the library did not finish within 120 s in a test process") from None
+    if r.returncode != 0:
+        how = (f"signal {signal.Signals(-r.returncode).name}" if r.returncode < 0 and
+               -r.returncode in signal.valid_signals() else f"exit status {r.returncode}")
+        raise MlpcError(f"{path} is damaged: opening it crashed a test process ({how})")
+    try:
+        report = json.loads(r.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        raise MlpcError(f"{path}: the test process that opened it printed no report") from None
+    return report
+
+
+class ExportedModel:
+    """A loaded exported library: `step`, `predict`, `evaluate`, `parameters`, `optimizer_state`,
+    `load_state`, `save`, `load`, like a Trainer, with all computation in the library."""
+
+    def __init__(self, path: str | os.PathLike[str], probe: bool = True) -> None:
+        self.path = str(path)
+        self._state = ctypes.c_void_p()
+        self._lib: ctypes.CDLL | None = None
+        try:
+            data = Path(self.path).read_bytes()
+        except OSError as e:
+            raise MlpcError(f"cannot read library {self.path}: {e.strerror or e}") from None
+        check_shared_object(data, self.path)
+        tmpdir = tempfile.mkdtemp(prefix="mlpc-lib-")
+        try:
+            copy = os.path.join(tmpdir, os.path.basename(self.path) or "lib.so")
+            with open(copy, "wb") as f:
+                f.write(data)
+            if probe:
+                report = _probe(copy, self.path)
+                self._check_report(report)
+            self._open(copy)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    # --- loading -----------------------------------------------------------------------------
+    def _check_report(self, report: dict[str, Any]) -> None:
+        stage = report.get("stage")
+        if stage == "dlopen":
+            raise MlpcError(f"{self.path} cannot be loaded: {report.get('error')}")
+        if stage == "abi":
+            raise MlpcError(f"{self.path} is not a library exported by mlpc (it has no {ABI_SYMBOL} symbol)")
+        if report.get("abi") != ABI_VERSION:
+            raise _abi_mismatch(self.path, int(report.get("abi", -1)))
+        if stage == "symbols":
+            raise MlpcError(f"{self.path} lacks part of the mlpc API ({report.get('error')}): it is damaged")
+        if report.get("create") != 0:
+            raise MlpcError(f"{self.path}: creating a model state failed: {report.get('error')}")
+        if report.get("predict") != 0:
+            raise MlpcError(f"{self.path}: a test prediction failed: {report.get('error')}")
+
+    def _open(self, copy: str) -> None:
+        try:
+            lib = ctypes.CDLL(copy)
+        except OSError as e:
+            raise MlpcError(f"{self.path} cannot be loaded: {e}") from None
+        try:
+            abi = ctypes.c_uint32.in_dll(lib, ABI_SYMBOL).value
+        except ValueError:
+            raise MlpcError(f"{self.path} is not a library exported by mlpc (it has no {ABI_SYMBOL} symbol)") from None
+        if abi != ABI_VERSION:
+            raise _abi_mismatch(self.path, abi)
+        try:
+            self.name = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, NAME_SYMBOL))).decode()
+            self.manifest: dict[str, Any] = json.loads(
+                ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, f"{self.name}_manifest"))).decode())
+            fns = {k: getattr(lib, f"{self.name}_{k}") for k in (
+                "create", "destroy", "last_error", "predict_n", "buffer", "load", "save", "steps")}
+            if not self.manifest["inference_only"]:
+                fns["train_step_n"] = getattr(lib, f"{self.name}_train_step_n")
+        except (ValueError, AttributeError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as e:
+            raise MlpcError(f"{self.path} lacks part of the mlpc API ({e}): it is damaged") from None
+        vp, i64 = ctypes.c_void_p, ctypes.c_int64
+        fns["create"].argtypes = [ctypes.POINTER(vp)]
+        fns["destroy"].argtypes, fns["destroy"].restype = [vp], None
+        fns["last_error"].argtypes, fns["last_error"].restype = [], ctypes.c_char_p
+        fns["predict_n"].argtypes = [vp, i64, vp, vp]
+        fns["buffer"].argtypes, fns["buffer"].restype = [vp, ctypes.c_char_p], vp
+        fns["load"].argtypes = fns["save"].argtypes = [vp, ctypes.c_char_p]
+        fns["steps"].argtypes, fns["steps"].restype = [vp], i64
+        if "train_step_n" in fns:
+            fns["train_step_n"].argtypes = [vp, i64, vp, vp, ctypes.POINTER(ctypes.c_float)]
+        self._fns = fns
+        self._lib = lib
+        self._check(fns["create"](ctypes.byref(self._state)), "create")
+        m = self.manifest
+        self.abi_version = abi
+        self.ir_hash: str = m["ir_hash"]
+        self.target: dict[str, Any] = m["target"]
+        self.inference_only: bool = m["inference_only"]
+        self.in_features: int = m["in_features"]
+        self.out_features: int = m["out_features"]
+        self.batch_size: int = m["batch_size"]
+        self.train_batches: list[int] = m["train_batches"]
+        self.predict_batch: int = m["predict_batch"]
+        self.loss: str = m["loss"]
+        self.num_classes = self.out_features if self.loss == "cross_entropy" else None
+        self._buffers: dict[str, tuple[str, np.ndarray]] = {}
+        for b in m["buffers"]:
+            ptr = fns["buffer"](self._state, b["name"].encode())
+            if not ptr:
+                raise MlpcError(f"{self.path}: buffer {b['name']!r} is missing: the library is damaged")
+            dt = DType(b["dtype"]).numpy
+            shape = tuple(b["shape"])
+            n = int(np.prod(shape)) if shape else 1
+            ctype = ctypes.c_float if dt == np.float32 else ctypes.c_int32
+            view = np.ctypeslib.as_array((ctype * n).from_address(ptr)).reshape(shape)
+            self._buffers[b["name"]] = (b["role"], view)
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            msg = (self._fns["last_error"]() or b"").decode("utf-8", "replace")
+            raise _ERRORS.get(rc, MlpcError)(f"{self.name} {what}: {msg or 'error code ' + str(rc)}")
+
+    def _live(self) -> None:
+        if self._lib is None or not self._state:
+            raise MlpcError(f"{self.path}: the library has been closed")
+
+    # --- running -------------------------------------------------------------------------------
+    def step(self, x: Any, y: Any) -> float:
+        """One training step; the number of rows must be one the library was exported for."""
+        self._live()
+        if self.inference_only:
+            raise MlpcError(f"{self.path} is an inference-only library: it cannot train")
+        xs = validate.features(x, self.in_features, None)
+        if xs.shape[0] not in self.train_batches:
+            raise InputError(f"a batch of {xs.shape[0]} rows: {self.path} was exported for training batches of "
+                             f"{', '.join(map(str, self.train_batches))} rows (export with --train-batch)")
+        target = (TensorType(DType.i32, (xs.shape[0],)) if self.loss == "cross_entropy"
+                  else TensorType(DType.f32, (xs.shape[0], self.out_features)))
+        ys = validate.targets(y, target, self.num_classes, xs.shape[0])
+        loss = ctypes.c_float()
+        self._check(self._fns["train_step_n"](self._state, xs.shape[0], xs.ctypes.data, ys.ctypes.data,
+                                              ctypes.byref(loss)), "train_step")
+        return float(loss.value)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Model outputs (logits) for any number of rows."""
+        self._live()
+        xs = validate.features(x, self.in_features, None)
+        out = np.empty((xs.shape[0], self.out_features), np.float32)
+        self._check(self._fns["predict_n"](self._state, xs.shape[0], xs.ctypes.data, out.ctypes.data), "predict")
+        return out
+
+    def evaluate(self, x: Any, y: Any) -> float:
+        """Classification accuracy of predict(x) against integer labels y."""
+        return float((self.predict(x).argmax(axis=1) == np.asarray(y)).mean())
+
+    # --- state ---------------------------------------------------------------------------------
+    @property
+    def steps_taken(self) -> int:
+        self._live()
+        return int(self._fns["steps"](self._state))
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        self._live()
+        return {k: v.copy() for k, (role, v) in self._buffers.items() if role == "param"}
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        self._live()
+        return {k: v.copy() for k, (role, v) in self._buffers.items() if role == "state"}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Replace parameters/optimizer state by name; shapes must match (values are converted)."""
+        self._live()
+        checked = {}
+        for k, v in arrays.items():
+            if k not in self._buffers:
+                raise MlpcError(f"unknown parameter or state {k!r}")
+            cur = self._buffers[k][1]
+            a = np.asarray(v)
+            if cur.shape == () and a.shape == (1,):
+                a = a.reshape(())
+            if a.shape != cur.shape:
+                raise MlpcError(f"{k}: shape {list(a.shape)} does not match the model's {list(cur.shape)}")
+            checked[k] = a
+        for k, a in checked.items():
+            np.copyto(self._buffers[k][1], a, casting="unsafe")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write an mlpc checkpoint (the library's own writer; mlpc.load reads it)."""
+        self._live()
+        self._check(self._fns["save"](self._state, os.fsencode(path)), "save")
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Read weights from an mlpc checkpoint (the library's own reader)."""
+        self._live()
+        self._check(self._fns["load"](self._state, os.fsencode(path)), "load")
+
+    def close(self) -> None:
+        """Free the state (the library stays mapped: its code may still be referenced)."""
+        if self._lib is not None and self._state:
+            self._fns["destroy"](self._state)
+            self._state = ctypes.c_void_p()
+            self._buffers = {}
+
+    def __enter__(self) -> "ExportedModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        kind = "inference" if getattr(self, "inference_only", True) else "training"
+        return f"<ExportedModel {getattr(self, 'name', '?')} ({kind}) from {self.path}>"
+
+
+def load_library(path: str | os.PathLike[str], probe: bool = True) -> ExportedModel:
+    """Open a library written by `mlpc aot` / `mlpc.export`; refuses other ABI versions clearly."""
+    return ExportedModel(path, probe=probe)
