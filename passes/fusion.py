@@ -205,7 +205,9 @@ def fuse(graph: Graph) -> FusionPlan:
             else:
                 new("elementwise", i)
             continue
-        if op.name == "full":
+        if op.name == "max":
+            new("reduce", i)
+        elif op.name == "full":
             new("fill", i)
         elif op.name == "transpose":
             new("transpose", i)

@@ -58,10 +58,15 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _same_index_read(plan: FusionPlan, k: int, v: Value) -> bool:
+def _same_index_read(plan: FusionPlan, k: int, v: Value, new: Value) -> bool:
     """Kernel k reads v only at the index it writes (elementwise-style), so writing over v is safe."""
     kern = plan.kernels[k]
-    if kern.kind in ("elementwise", "optimizer"):
+    if kern.kind == "optimizer":
+        # each update op reads its own p/g/state at the index it writes; the old value must be
+        # read only by the op that produces the new value (ops run one after another)
+        readers = [plan.graph.ops[i] for i in kern.ops if v in plan.graph.ops[i].operands]
+        return len(readers) == 1 and v in readers[0].operands[:-1] and new in readers[0].results
+    if kern.kind == "elementwise":
         out_shapes = {r.shape for i in kern.ops for r in plan.graph.ops[i].results}
         return len(out_shapes) == 1 and v.shape in out_shapes and all(
             plan.graph.ops[i].name != "reshape" for i in kern.ops)
@@ -96,7 +101,7 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -
         k = producer.get(v)
         readers = [kk.index for kk in plan.kernels if old in kk.inputs]
         ok = (k is not None and v not in taken and v not in inputs and old.type == v.type
-              and all(r < k or (r == k and _same_index_read(plan, k, old)) for r in readers))
+              and all(r < k or (r == k and _same_index_read(plan, k, old, v)) for r in readers))
         if ok and k is not None:
             # the old buffer must not be read through v's slot by later kernels of other names
             inplace[o.name] = v

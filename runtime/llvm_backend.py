@@ -96,8 +96,9 @@ class LlvmCompiled:
                                  f"(use the backend's to_device)")
             arr = value
         else:
-            arr = value if (type(value) is np.ndarray and value.dtype == dt and value.flags.c_contiguous) \
-                else np.ascontiguousarray(value, dtype=dt)
+            arr = np.asarray(value, dtype=dt)
+            if not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr)
         if arr.shape != shape:
             raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects {list(shape)}")
         self.seen[j] = value

@@ -64,8 +64,14 @@ class GemmShape:
     def flops(self) -> int:
         return 2 * self.m * self.n * self.k
 
+    @property
+    def pack_b(self) -> bool:
+        """Pack op(B)'s column panel contiguously: always when transposed; otherwise when the panel
+        is re-read by enough row tiles to pay for the copy (long strided rows thrash L1/L2 sets)."""
+        return self.tb or (self.m >= 4 * self.mr and self.k * self.n >= 32768)
+
     def scratch_bytes(self, threads: int) -> int:
-        return threads * self.k * self.nr * 4 if self.tb else 0
+        return threads * self.k * self.nr * 4 if self.pack_b else 0
 
 
 def gemm_shape(op: Op, lanes: int) -> GemmShape:
@@ -173,7 +179,7 @@ class GemmEmitter:
 
     def column_panel(self, j0: ir.Value, ncols: int) -> None:
         b, s = self.b, self.s
-        if s.tb:
+        if s.pack_b:
             self.pack(j0, ncols)
         for cs in self.colsums:
             out = self.ptr(cs.result)
@@ -190,20 +196,44 @@ class GemmEmitter:
                 self.micro(i64(full_rows * s.mr), tail_rows, j0, ncols)
 
     def pack(self, j0: ir.Value, ncols: int) -> None:
-        """scratch[k][c] = B[j0 + c, k] for c < ncols, zero beyond (B is [N, K] row-major)."""
-        b, s = self.b, self.s
+        """scratch[k][c] = op(B)[k, j0 + c] for c < ncols, zero beyond: a contiguous K x NR panel."""
+        b, s, w = self.b, self.s, self.w
         assert self.scratch is not None
         buf = gep(b, F32, self.scratch, b.mul(self.tid, i64(s.k * s.nr)))
         src = self.ptr(self.mm.operands[1])
-        for c in range(ncols, s.nr):
-            with loop(b, 0, s.k, name="kz") as k:
-                b.store(const(F32, 0.0), gep(b, F32, buf, b.add(b.mul(k, i64(s.nr)), i64(c))))
-        with loop(b, 0, ncols, name="pc") as c:
-            row = b.mul(b.add(j0, c), i64(s.k))
-            with loop(b, 0, s.k, name="pk") as k:
-                x = b.load(gep(b, F32, src, b.add(row, k)), typ=F32)
-                b.store(x, gep(b, F32, buf, b.add(b.mul(k, i64(s.nr)), c)))
         self.packed = buf
+        nv = s.nv
+        if not s.tb:
+            with loop(b, 0, s.k, name="pk") as k:
+                row = b.add(b.mul(k, i64(s.n)), j0)
+                for v in range(nv):
+                    valid = max(0, min(w, ncols - v * w))
+                    x = self.vload(src, b.add(row, i64(v * w)), valid) if valid else const(self.vty, 0.0)
+                    self.vstore(x, buf, b.add(b.mul(k, i64(s.nr)), i64(v * w)), w)
+            return
+        # B is [N, K]: transpose W x W blocks in registers
+        kfull = s.k // w * w
+        for v in range(nv):
+            rows = max(0, min(w, ncols - v * w))
+            if kfull and w > 1:
+                with loop(b, 0, kfull, step=w, name="pt") as k0:
+                    vecs = []
+                    for i in range(w):
+                        if i < rows:
+                            off = b.add(b.mul(b.add(j0, i64(v * w + i)), i64(s.k)), k0)
+                            vecs.append(self.vload(src, off, w))
+                        else:
+                            vecs.append(const(self.vty, 0.0))
+                    for i, t in enumerate(_transpose(b, vecs)):
+                        self.vstore(t, buf, b.add(b.mul(b.add(k0, i64(i)), i64(s.nr)), i64(v * w)), w)
+            with loop(b, 0 if w == 1 else kfull, s.k, name="pr") as k:
+                for i in range(w):
+                    dst = gep(b, F32, buf, b.add(b.mul(k, i64(s.nr)), i64(v * w + i)))
+                    if i < rows:
+                        x = b.load(gep(b, F32, src, b.add(b.mul(b.add(j0, i64(v * w + i)), i64(s.k)), k)), typ=F32)
+                    else:
+                        x = const(F32, 0.0)
+                    b.store(x, dst)
 
     def micro(self, i0: ir.Value, mr: int, j0: ir.Value, ncols: int) -> None:
         b, s, w = self.b, self.s, self.w
@@ -217,7 +247,7 @@ class GemmEmitter:
         bsrc = self.ptr(self.mm.operands[1])
         fma = _fmuladd(b.module, self.vty)
         with loop(b, 0, s.k, name="k") as k:
-            if s.tb:
+            if s.pack_b:
                 brow = b.mul(k, i64(s.nr))
                 bv = [self.vload(self.packed, b.add(brow, i64(v * w)), w) for v in range(nv)]
             else:
@@ -301,6 +331,27 @@ class GemmEmitter:
                 idx = b.add(j0, i64(vv * w))
                 old = self.vload(out, idx, valid[vv])
                 self.vstore(b.fadd(old, acc, flags=FAST), out, idx, valid[vv])
+
+
+def _transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """Transpose a W x W block held as W vectors: log2(W) stages of two-input shuffles that swap
+    the off-diagonal d x d blocks (d = W/2, ..., 1)."""
+    w = len(rows)
+    rows = list(rows)
+    d = w // 2
+    while d >= 1:
+        lo_mask = ir.Constant(ir.VectorType(I32, w), [c if c & d == 0 else w + c - d for c in range(w)])
+        hi_mask = ir.Constant(ir.VectorType(I32, w), [c + d if c & d == 0 else w + c for c in range(w)])
+        out = list(rows)
+        for i in range(w):
+            if i & d:
+                continue
+            j = i + d
+            out[i] = b.shuffle_vector(rows[i], rows[j], lo_mask)
+            out[j] = b.shuffle_vector(rows[i], rows[j], hi_mask)
+        rows = out
+        d //= 2
+    return rows
 
 
 def _bytes(t: ir.Type) -> int:

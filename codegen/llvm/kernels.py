@@ -344,8 +344,9 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
         k = lambda x: const(F32, x)  # noqa: E731
         pre: dict[str, ir.Value] = {}
         if op.name == "adam_update" and a["bias_correction"]:
-            pre["bc1"] = _bias_correction(c, t, a["beta1"])
-            pre["bc2"] = _bias_correction(c, t, a["beta2"])
+            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
+            pre["bc1"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta1"]))
+            pre["bc2"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta2"]))
         if op.name == "momentum_update" and a["unbiased"]:
             pre["bc"] = _bias_correction(c, t, a["beta"])
         if op.name == "sgd_update" and a["momentum"]:
@@ -377,7 +378,7 @@ def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict
             g = add(g, mul(k(a["weight_decay"]), p))
         m = add(mul(k(a["beta1"]), m), mul(k(1 - a["beta1"]), g))
         v = add(mul(k(a["beta2"]), v), mul(k(1 - a["beta2"]), mul(g, g)))
-        mh, vh = (b.fdiv(m, pre["bc1"]), b.fdiv(v, pre["bc2"])) if a["bias_correction"] else (m, v)
+        mh, vh = (mul(m, pre["bc1"]), mul(v, pre["bc2"])) if a["bias_correction"] else (m, v)
         den = add(intrinsic(b, "sqrt", F32, [vh]), k(a["eps"]))
         return [sub(p, b.fdiv(mul(k(a["lr"]), mh), den)), m, v]
     if name == "momentum_update":

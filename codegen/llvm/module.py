@@ -11,6 +11,7 @@ Flush-to-zero: each thread sets MXCSR FTZ|DAZ for the step and restores the call
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from llvmlite import ir
@@ -25,6 +26,7 @@ from codegen.llvm.irutil import F32, I8, I32, I64, PTR, alloca_entry, declare, g
 from codegen.llvm.target import Target
 
 VERSION = "llvm-codegen-3"
+PROFILE = bool(os.environ.get("MLPC_PROFILE_KERNELS"))
 
 
 @dataclass
@@ -135,6 +137,11 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
         if key[0] == "ext":
             return ext_ptr[key[1]]
         return gep(b, I8, arena, key[1])
+    prof = None
+    if PROFILE:
+        prof = ir.GlobalVariable(mod, ir.ArrayType(I64, len(kfuncs)), "mlpc_prof")
+        prof.initializer = ir.Constant(ir.ArrayType(I64, len(kfuncs)), [0] * len(kfuncs))
+    cycles = declare(mod, "llvm.readcyclecounter", I64, [])
     dirty_any = False      # some kernel ran since the last barrier
     dirty_multi = False    # a split kernel ran since the last barrier
     is_t0 = b.icmp_signed("==", tid, i64(0))
@@ -144,11 +151,16 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
             b.call(barrier_fn, [bar, i64(nt)])
             dirty_any = dirty_multi = False
         call_args = [key_ptr(key) for key in keys] + [tid]
+        t_start = b.call(cycles, []) if prof is not None else None
         if threaded or nt == 1:
             b.call(fn, call_args)
         else:
             with b.if_then(is_t0):
                 b.call(fn, call_args)
+        if prof is not None and t_start is not None:
+            with b.if_then(is_t0):
+                slot = b.gep(prof, [i64(0), i64(k.index)], inbounds=True)
+                b.store(b.add(b.load(slot), b.sub(b.call(cycles, []), t_start)), slot)
         dirty_any = True
         dirty_multi = dirty_multi or threaded
     if mem.copy_back:
@@ -198,34 +210,89 @@ def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> 
     return ops[0].name
 
 
+SPIN_ITERS = 4000
+
+
 def _barrier(mod: ir.Module) -> ir.Function:
-    """Sense-counting spin barrier over {i32 count, i32 generation}."""
+    """Counting barrier over i32 {count, generation, sleepers}: spin briefly with `pause`, then sleep
+    on a futex (Linux) or sched_yield (elsewhere), so an oversubscribed machine does not livelock."""
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR, I64]), "mlpc_barrier")
     fn.linkage = "internal"
     bar, nt = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    count = bar
-    gen = gep(b, I32, bar, 1)
-    g0 = b.load_atomic(gen, "acquire", 4, typ=I32)
-    old = b.atomic_rmw("add", count, ir.Constant(I32, 1), "acq_rel")
+    linux = "linux" in mod.triple and mod.triple.startswith("x86_64")
+    count, gen, sleepers = bar, gep(b, I32, bar, 1), gep(b, I32, bar, 2)
+    g0 = b.load_atomic(gen, "seq_cst", 4, typ=I32)
+    old = b.atomic_rmw("add", count, ir.Constant(I32, 1), "seq_cst")
     last = b.icmp_signed("==", b.sext(old, I64), b.sub(nt, i64(1)))
     with b.if_else(last) as (then, otherwise):
         with then:
-            b.store_atomic(ir.Constant(I32, 0), count, "monotonic", 4)
-            b.atomic_rmw("add", gen, ir.Constant(I32, 1), "release")
+            b.atomic_rmw("xchg", count, ir.Constant(I32, 0), "seq_cst")
+            b.atomic_rmw("add", gen, ir.Constant(I32, 1), "seq_cst")
+            asleep = b.load_atomic(sleepers, "seq_cst", 4, typ=I32)
+            with b.if_then(b.icmp_signed("!=", asleep, ir.Constant(I32, 0))):
+                _wake(b, mod, gen, linux)
         with otherwise:
             spin = b.append_basic_block("spin")
+            sleep = b.append_basic_block("sleep")
             done = b.append_basic_block("done")
+            pre = b.block
             b.branch(spin)
             b.position_at_end(spin)
+            n = b.phi(I32)
+            n.add_incoming(ir.Constant(I32, 0), pre)
             if mod.triple.startswith("x86_64"):
-                pause = declare(mod, "llvm.x86.sse2.pause", ir.VoidType(), [])
-                b.call(pause, [])
-            g1 = b.load_atomic(gen, "acquire", 4, typ=I32)
-            b.cbranch(b.icmp_signed("==", g1, g0), spin, done)
+                b.call(declare(mod, "llvm.x86.sse2.pause", ir.VoidType(), []), [])
+            g1 = b.load_atomic(gen, "seq_cst", 4, typ=I32)
+            n1 = b.add(n, ir.Constant(I32, 1))
+            n.add_incoming(n1, b.block)
+            same = b.icmp_signed("==", g1, g0)
+            keep = b.and_(same, b.icmp_signed("<", n1, ir.Constant(I32, SPIN_ITERS)))
+            b.cbranch(keep, spin, sleep)
+            b.position_at_end(sleep)
+            b.atomic_rmw("add", sleepers, ir.Constant(I32, 1), "seq_cst")
+            wait = b.append_basic_block("wait")
+            b.branch(wait)
+            b.position_at_end(wait)
+            g2 = b.load_atomic(gen, "seq_cst", 4, typ=I32)
+            still = b.icmp_signed("==", g2, g0)
+            wait_body = b.append_basic_block("wait.body")
+            out = b.append_basic_block("wait.out")
+            b.cbranch(still, wait_body, out)
+            b.position_at_end(wait_body)
+            _sleep(b, mod, gen, g0, linux)
+            b.branch(wait)
+            b.position_at_end(out)
+            b.atomic_rmw("sub", sleepers, ir.Constant(I32, 1), "seq_cst")
+            b.branch(done)
             b.position_at_end(done)
     b.ret_void()
     return fn
+
+
+def _syscall(mod: ir.Module) -> ir.Function:
+    fn = mod.globals.get("syscall")
+    if fn is None:
+        fn = ir.Function(mod, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
+    return fn
+
+
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE, SYS_FUTEX = 128, 129, 202
+
+
+def _sleep(b: ir.IRBuilder, mod: ir.Module, addr: ir.Value, expected: ir.Value, linux: bool) -> None:
+    if linux:
+        b.call(_syscall(mod), [i64(SYS_FUTEX), addr, ir.Constant(I32, FUTEX_WAIT_PRIVATE), expected,
+                               ir.Constant(PTR, None), ir.Constant(PTR, None), ir.Constant(I32, 0)])
+    else:
+        b.call(declare(mod, "sched_yield", I32, []), [])
+
+
+def _wake(b: ir.IRBuilder, mod: ir.Module, addr: ir.Value, linux: bool) -> None:
+    if linux:
+        b.call(_syscall(mod), [i64(SYS_FUTEX), addr, ir.Constant(I32, FUTEX_WAKE_PRIVATE),
+                               ir.Constant(I32, 0x7FFFFFFF), ir.Constant(PTR, None), ir.Constant(PTR, None),
+                               ir.Constant(I32, 0)])
 
 
 def _set_ftz(b: ir.IRBuilder, mod: ir.Module, target: Target) -> ir.Value | None:
@@ -255,37 +322,34 @@ def _step_and_workers(mod: ir.Module, body: ir.Function, nt: int, target: Target
         _restore_ftz(b, mod, saved)
         b.ret_void()
         return
-    # worker: ctx = {args, tid, barrier}
-    ctx_ty = ir.LiteralStructType([PTR, I64, PTR])
+    # worker: ctx = i64[3] {args, tid, barrier}
     worker = ir.Function(mod, ir.FunctionType(PTR, [PTR]), "mlpc_worker")
     worker.linkage = "internal"
     wb = ir.IRBuilder(worker.append_basic_block("entry"))
     ctx = worker.args[0]
     wsaved = _set_ftz(wb, mod, target)
-    wargs = wb.load(wb.gep(ctx, [i64(0), ir.Constant(I32, 0)], source_etype=ctx_ty), typ=PTR)
-    wtid = wb.load(wb.gep(ctx, [i64(0), ir.Constant(I32, 1)], source_etype=ctx_ty), typ=I64)
-    wbar = wb.load(wb.gep(ctx, [i64(0), ir.Constant(I32, 2)], source_etype=ctx_ty), typ=PTR)
+    wargs = wb.inttoptr(wb.load(gep(wb, I64, ctx, 0), typ=I64), PTR)
+    wtid = wb.load(gep(wb, I64, ctx, 1), typ=I64)
+    wbar = wb.inttoptr(wb.load(gep(wb, I64, ctx, 2), typ=I64), PTR)
     wb.call(body, [wargs, wtid, wbar])
     _restore_ftz(wb, mod, wsaved)
     wb.ret(ir.Constant(PTR, None))
 
     create = declare(mod, "pthread_create", I32, [PTR, PTR, PTR, PTR])
     join = declare(mod, "pthread_join", I32, [I64, PTR])
-    bar = b.alloca(ir.ArrayType(I32, 16), name="barrier")
-    b.store(ir.Constant(ir.ArrayType(I32, 16), [0] * 16), bar)
-    handles = b.alloca(ir.ArrayType(I64, nt), name="threads")
-    ctxs = b.alloca(ir.ArrayType(ctx_ty, nt), name="ctxs")
+    bar = b.alloca(I32, size=16, name="barrier")
+    for n in range(16):
+        b.store(ir.Constant(I32, 0), gep(b, I32, bar, n))
+    handles = b.alloca(I64, size=nt, name="threads")
+    ctxs = b.alloca(I64, size=3 * nt, name="ctxs")
     for t in range(1, nt):
-        c = b.gep(ctxs, [i64(0), i64(t)], source_etype=ir.ArrayType(ctx_ty, nt))
-        b.store(step.args[0], b.gep(c, [i64(0), ir.Constant(I32, 0)], source_etype=ctx_ty))
-        b.store(i64(t), b.gep(c, [i64(0), ir.Constant(I32, 1)], source_etype=ctx_ty))
-        b.store(bar, b.gep(c, [i64(0), ir.Constant(I32, 2)], source_etype=ctx_ty))
-        h = b.gep(handles, [i64(0), i64(t)], source_etype=ir.ArrayType(I64, nt))
-        b.call(create, [h, ir.Constant(PTR, None), worker, c])
+        b.store(b.ptrtoint(step.args[0], I64), gep(b, I64, ctxs, 3 * t))
+        b.store(i64(t), gep(b, I64, ctxs, 3 * t + 1))
+        b.store(b.ptrtoint(bar, I64), gep(b, I64, ctxs, 3 * t + 2))
+        b.call(create, [gep(b, I64, handles, t), ir.Constant(PTR, None), worker, gep(b, I64, ctxs, 3 * t)])
     b.call(body, [step.args[0], i64(0), bar])
     for t in range(1, nt):
-        h = b.load(b.gep(handles, [i64(0), i64(t)], source_etype=ir.ArrayType(I64, nt)), typ=I64)
-        b.call(join, [h, ir.Constant(PTR, None)])
+        b.call(join, [b.load(gep(b, I64, handles, t), typ=I64), ir.Constant(PTR, None)])
     _restore_ftz(b, mod, saved)
     b.ret_void()
 

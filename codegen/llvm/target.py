@@ -39,7 +39,10 @@ class Target:
         """A fresh target machine (MCJIT takes ownership of the one it is given)."""
         init_llvm()
         t = llvm.Target.from_triple(self.triple)
-        return t.create_target_machine(cpu=self.cpu, features=self.features, opt=3, reloc="pic",
+        features = self.features
+        if self.lanes == 16 and "+avx512f" in features:
+            features += ",-prefer-256-bit"  # let the loop vectorizer use zmm like the gemm does
+        return t.create_target_machine(cpu=self.cpu, features=features, opt=3, reloc="pic",
                                        codemodel="jitdefault")
 
 
