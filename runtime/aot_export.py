@@ -17,6 +17,7 @@ from mlpc import nn
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph
 from mlpc.printer import print_graph
+from runtime.aot_stamp import stamp
 
 if TYPE_CHECKING:
     from codegen.aot.spec import LibrarySpec
@@ -114,7 +115,7 @@ def _checkpoint_blobs(trainer: "Trainer", build: Path, name: str, inference: boo
     trainer.save(str(full))
     tensors, meta = load_arrays(str(full))
     fixed = {k: v for k, v in meta.items() if k not in ("mlpc.checksum", "mlpc.steps")}
-    fixed.update({"mlpc.library": name, "mlpc.ir_hash": digest, "mlpc.backend": "llvm"})
+    fixed.update({"mlpc.library": name, "mlpc.ir_hash": digest})
     if not inference:
         return full, full, fixed
     blob = build / f"{name}.weights.safetensors"
@@ -158,13 +159,12 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
     and the trainer's current weights. `inference=True` leaves out the backward pass and optimizer.
     `abi_version` overrides the ABI version stamped into the library (for tests of the loader).
     """
+    import mlpc
     from codegen.aot import glue
     from codegen.aot.abi import ABI_VERSION, check_library_name, check_tensor_name
     from codegen.aot.header import render_header
     from codegen.aot.objects import build_step, link_object
     from codegen.aot.spec import BufferSpec, LibrarySpec, TargetSpec
-
-    import mlpc
 
     t0 = time.perf_counter()
     check_library_name(name)
@@ -199,6 +199,7 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
         (build / f"{name}_weights.S").write_text(glue.render_weights_asm(wsym, blob.name))
         cmd = compile_library(build, name, [f"{name}.c", f"{name}_weights.S", f"{name}_kernels.o"],
                               max(s.threads for s in spec.steps), cc, cflags)
+        stamp(build / f"lib{name}.so")
         results = {"lib": out / f"lib{name}.so", "h": out / f"{name}.h", "w": out / f"{name}.safetensors"}
         os.replace(build / f"lib{name}.so", results["lib"])
         os.replace(build / f"{name}.h", results["h"])

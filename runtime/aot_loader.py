@@ -2,14 +2,15 @@
 
 Loading is defensive, because a shared library runs code as soon as it is opened: the file is read
 once and checked as ELF (complete, this machine's architecture); a private copy is opened first in a
-throwaway process that reads the ABI version symbol before anything else, then creates a state and
-runs one prediction; only if that process reports success is the same copy opened here. A damaged or
+throwaway process (runtime/aot_probe.py) that reads the ABI version symbol before anything else, then
+calls every entry point once; only if that process reports success is the same copy opened here. A damaged or
 foreign file therefore ends in an MlpcError, not in a crashed interpreter.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -22,49 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from codegen.aot.abi import ABI_SYMBOL, ABI_VERSION, NAME_SYMBOL, STATUS
+from codegen.aot.abi import ABI_SYMBOL, ABI_VERSION, DTYPES, NAME_SYMBOL, ROLES, STATUS
 from mlpc import validate
 from mlpc.errors import CheckpointError, InputError, MlpcError, NumericalError
 from mlpc.types import DType, TensorType
+from runtime.aot_stamp import verify as verify_stamp
 from runtime.elfcheck import check_shared_object
 
-_PROBE = r"""
-import ctypes, json, sys
-out = {}
-try:
-    lib = ctypes.CDLL(sys.argv[1])
-except OSError as e:
-    print(json.dumps({"stage": "dlopen", "error": str(e)})); sys.exit(0)
-try:
-    out["abi"] = ctypes.c_uint32.in_dll(lib, "%(abi)s").value
-except ValueError:
-    print(json.dumps({"stage": "abi"})); sys.exit(0)
-if out["abi"] == int(sys.argv[2]):
-    try:
-        name = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, "%(name)s"))).decode()
-        out["name"] = name
-        f = {k: getattr(lib, name + "_" + k) for k in ("create", "destroy", "predict_n", "last_error")}
-    except (ValueError, AttributeError, UnicodeDecodeError) as e:
-        out["stage"] = "symbols"; out["error"] = str(e)
-        print(json.dumps(out)); sys.exit(0)
-    f["last_error"].restype = ctypes.c_char_p
-    state = ctypes.c_void_p()
-    rc = f["create"](ctypes.byref(state))
-    out["create"] = rc
-    if rc == 0:
-        f["destroy"].argtypes = [ctypes.c_void_p]
-        f["predict_n"].argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-        m = json.loads(ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, name + "_manifest"))))
-        x = (ctypes.c_float * int(m["in_features"]))()
-        y = (ctypes.c_float * int(m["out_features"]))()
-        out["predict"] = f["predict_n"](state, 1, x, y)
-        if out["predict"] != 0:
-            out["error"] = (f["last_error"]() or b"").decode("utf-8", "replace")
-        f["destroy"](state)
-    else:
-        out["error"] = (f["last_error"]() or b"").decode("utf-8", "replace")
-print(json.dumps(out))
-""" % {"abi": ABI_SYMBOL, "name": NAME_SYMBOL}
+PROBE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aot_probe.py")
 
 _ERRORS: dict[int, type[MlpcError]] = {
     STATUS["MLPC_E_INPUT"]: InputError, STATUS["MLPC_E_ARGUMENT"]: InputError,
@@ -78,15 +44,43 @@ class _BufferInfo(ctypes.Structure):
                 ("ndim", ctypes.c_int32), ("shape", ctypes.POINTER(ctypes.c_int64)), ("numel", ctypes.c_int64)]
 
 
+def _c_string(lib: ctypes.CDLL, symbol: str) -> bytes:
+    """The NUL-terminated bytes at a data symbol (ValueError when the symbol is missing)."""
+    return ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, symbol)))
+
+
+def _manifest(text: bytes, damaged: str) -> dict[str, Any]:
+    """The library's JSON manifest, with every field the loader relies on type-checked."""
+    def ints(v: Any, positive: bool = True) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
+
+    try:
+        m = json.loads(text)
+        ok = (isinstance(m, dict) and isinstance(m["ir_hash"], str) and isinstance(m["target"], dict)
+              and isinstance(m["inference_only"], bool) and m["loss"] in ("cross_entropy", "mse")
+              and all(ints(m[k]) for k in ("in_features", "out_features", "batch_size", "predict_batch"))
+              and isinstance(m["train_batches"], list) and all(ints(b) for b in m["train_batches"])
+              and isinstance(m["buffers"], list)
+              and all(isinstance(b, dict) and isinstance(b["name"], str) and b["role"] in ROLES
+                      and b["dtype"] in DTYPES and isinstance(b["shape"], list)
+                      and all(ints(d, False) for d in b["shape"]) for b in m["buffers"]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise MlpcError(f"{damaged}: its manifest is unreadable")
+    return m
+
+
 def _abi_mismatch(path: str, found: int) -> MlpcError:
     return MlpcError(f"{path} was built for mlpc library ABI version {found}, but this mlpc loads ABI version "
                      f"{ABI_VERSION} only; re-export the model with this mlpc (`mlpc aot` or mlpc.export)")
 
 
 def _probe(copy: str, path: str) -> dict[str, Any]:
+    scratch = os.path.dirname(copy)
     try:
-        r = subprocess.run([sys.executable, "-I", "-c", _PROBE, copy, str(ABI_VERSION)], capture_output=True,
-                           text=True, timeout=120)
+        r = subprocess.run([sys.executable, "-I", PROBE_SCRIPT, copy, str(ABI_VERSION), ABI_SYMBOL, NAME_SYMBOL,
+                            scratch], capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         raise MlpcError(f"{path}: loading the library did not finish within 120 s in a test process") from None
     if r.returncode != 0:
@@ -113,14 +107,17 @@ class ExportedModel:
         except OSError as e:
             raise MlpcError(f"cannot read library {self.path}: {e.strerror or e}") from None
         check_shared_object(data, self.path)
+        stamped = verify_stamp(data, self.path)
         tmpdir = tempfile.mkdtemp(prefix="mlpc-lib-")
         try:
             copy = os.path.join(tmpdir, os.path.basename(self.path) or "lib.so")
             with open(copy, "wb") as f:
                 f.write(data)
+            if not stamped:  # foreign, another ABI version, or damaged: the probe tells which
+                self._check_report(_probe(copy, self.path))
+                raise MlpcError(f"{self.path} is damaged: it has no integrity stamp")
             if probe:
-                report = _probe(copy, self.path)
-                self._check_report(report)
+                self._check_report(_probe(copy, self.path))
             self._open(copy)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -135,11 +132,9 @@ class ExportedModel:
         if report.get("abi") != ABI_VERSION:
             raise _abi_mismatch(self.path, int(report.get("abi", -1)))
         if stage == "symbols":
-            raise MlpcError(f"{self.path} lacks part of the mlpc API ({report.get('error')}): it is damaged")
-        if report.get("create") != 0:
-            raise MlpcError(f"{self.path}: creating a model state failed: {report.get('error')}")
-        if report.get("predict") != 0:
-            raise MlpcError(f"{self.path}: a test prediction failed: {report.get('error')}")
+            raise MlpcError(f"{self.path} is damaged: it lacks part of the mlpc API ({report.get('error')})")
+        if stage is not None or not report.get("ok"):
+            raise MlpcError(f"{self.path}: a test call ({stage}) failed: {report.get('error')}")
 
     def _open(self, copy: str) -> None:
         try:
@@ -152,16 +147,24 @@ class ExportedModel:
             raise MlpcError(f"{self.path} is not a library exported by mlpc (it has no {ABI_SYMBOL} symbol)") from None
         if abi != ABI_VERSION:
             raise _abi_mismatch(self.path, abi)
+        damaged = f"{self.path} is damaged"
         try:
-            self.name = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, NAME_SYMBOL))).decode()
-            self.manifest: dict[str, Any] = json.loads(
-                ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, f"{self.name}_manifest"))).decode())
+            self.name = _c_string(lib, NAME_SYMBOL).decode()
+            text = _c_string(lib, f"{self.name}_manifest")
+            digest = _c_string(lib, f"{self.name}_manifest_sha256").decode()
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MlpcError(f"{damaged}: it lacks part of the mlpc API ({e})") from None
+        if hashlib.sha256(text).hexdigest() != digest:
+            raise MlpcError(f"{damaged}: its manifest does not match the manifest's checksum")
+        m = self.manifest = _manifest(text, damaged)
+        try:
             fns = {k: getattr(lib, f"{self.name}_{k}") for k in (
-                "create", "destroy", "last_error", "predict_n", "buffer", "load", "save", "steps")}
-            if not self.manifest["inference_only"]:
+                "create", "destroy", "last_error", "predict_n", "buffer", "load", "save", "steps", "num_buffers",
+                "buffer_info")}
+            if not m["inference_only"]:
                 fns["train_step_n"] = getattr(lib, f"{self.name}_train_step_n")
-        except (ValueError, AttributeError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as e:
-            raise MlpcError(f"{self.path} lacks part of the mlpc API ({e}): it is damaged") from None
+        except AttributeError as e:
+            raise MlpcError(f"{damaged}: it lacks part of the mlpc API ({e})") from None
         vp, i64 = ctypes.c_void_p, ctypes.c_int64
         fns["create"].argtypes = [ctypes.POINTER(vp)]
         fns["destroy"].argtypes, fns["destroy"].restype = [vp], None
@@ -170,12 +173,14 @@ class ExportedModel:
         fns["buffer"].argtypes, fns["buffer"].restype = [vp, ctypes.c_char_p], vp
         fns["load"].argtypes = fns["save"].argtypes = [vp, ctypes.c_char_p]
         fns["steps"].argtypes, fns["steps"].restype = [vp], i64
+        fns["num_buffers"].argtypes = []
+        fns["buffer_info"].argtypes = [ctypes.c_int, ctypes.POINTER(_BufferInfo)]
         if "train_step_n" in fns:
             fns["train_step_n"].argtypes = [vp, i64, vp, vp, ctypes.POINTER(ctypes.c_float)]
         self._fns = fns
         self._lib = lib
+        self._check_buffer_table(m["buffers"], damaged)
         self._check(fns["create"](ctypes.byref(self._state)), "create")
-        m = self.manifest
         self.abi_version = abi
         self.ir_hash: str = m["ir_hash"]
         self.target: dict[str, Any] = m["target"]
@@ -191,13 +196,27 @@ class ExportedModel:
         for b in m["buffers"]:
             ptr = fns["buffer"](self._state, b["name"].encode())
             if not ptr:
-                raise MlpcError(f"{self.path}: buffer {b['name']!r} is missing: the library is damaged")
+                raise MlpcError(f"{damaged}: buffer {b['name']!r} is missing")
             dt = DType(b["dtype"]).numpy
             shape = tuple(b["shape"])
             n = int(np.prod(shape)) if shape else 1
             ctype = ctypes.c_float if dt == np.float32 else ctypes.c_int32
             view = np.ctypeslib.as_array((ctype * n).from_address(ptr)).reshape(shape)
             self._buffers[b["name"]] = (b["role"], view)
+
+    def _check_buffer_table(self, buffers: list[dict[str, Any]], damaged: str) -> None:
+        """The C buffer table must describe exactly the manifest's buffers."""
+        if self._fns["num_buffers"]() != len(buffers):
+            raise MlpcError(f"{damaged}: its buffer table and manifest disagree")
+        info = _BufferInfo()
+        for i, b in enumerate(buffers):
+            if self._fns["buffer_info"](i, ctypes.byref(info)) != 0 or not info.name or not 0 <= info.ndim <= 8:
+                raise MlpcError(f"{damaged}: its buffer table is unreadable")
+            shape = [info.shape[d] for d in range(info.ndim)]
+            if (info.name.decode("utf-8", "replace"), info.role, info.dtype, shape, info.numel) != (
+                    b["name"], ROLES[b["role"]], DTYPES[b["dtype"]], b["shape"], int(np.prod(b["shape"])) if
+                    b["shape"] else 1):
+                raise MlpcError(f"{damaged}: buffer {i} of its table does not match the manifest")
 
     def _check(self, rc: int, what: str) -> None:
         if rc != 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from functools import lru_cache
+from functools import cache
 
 from mlpc.errors import MlpcError
 
@@ -13,7 +13,7 @@ PT_LOAD, PT_DYNAMIC = 1, 2
 MACHINES = {3: "x86", 62: "x86-64", 183: "aarch64", 243: "riscv", 40: "arm"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def host_machine() -> int | None:
     """e_machine of the running Python executable (None when it cannot be read)."""
     try:

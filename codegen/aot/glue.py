@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from codegen.aot.abi import ABI_SYMBOL, DTYPES, NAME_SYMBOL, ROLES
 from codegen.aot.spec import LibrarySpec, StepSpec
+
+# The integrity stamp (runtime/aot_stamp.py fills it in after linking).
+C_STAMP = ('__attribute__((used)) static const char mlpc__stamp[] = "MLPC-LIBRARY-SHA256:"\n    "' + '0' * 64 + '";')
 
 SUPPORT_C = Path(__file__).with_name("support.c")
 
@@ -139,12 +143,14 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "    int64_t steps;",
         "};",
         "",
+        C_STAMP,
         f'__attribute__((visibility("default"))) const uint32_t {ABI_SYMBOL} = {spec.abi_version};',
         f'__attribute__((visibility("default"))) const char {NAME_SYMBOL}[] = "{n}";',
         f"const uint32_t {n}_abi_version = {spec.abi_version};",
         f"const char {n}_ir_hash[] = {N}_IR_HASH;",
         f"const char {n}_target[] = {c_string(spec.target.summary() + ' features=' + spec.target.features)};",
         f"const char {n}_manifest[] = {c_string(spec.manifest_json())};",
+        f'const char {n}_manifest_sha256[] = "{hashlib.sha256(spec.manifest_json().encode()).hexdigest()}";',
         "",
         f"const char *{n}_last_error(void) {{ return mlpc__msg; }}",
         f"int {n}_num_buffers(void) {{ return {nb}; }}",
@@ -273,7 +279,7 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
             "}",
             "",
         ]
-    P, F, O = spec.predict_step.batch, spec.in_features, spec.out_features
+    P, F, Q = spec.predict_step.batch, spec.in_features, spec.out_features
     out += [
         f"int {n}_predict_n({n}_state *s, int64_t rows, const float *x, float *out)",
         "{",
@@ -283,7 +289,7 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "    if (!s || rows < 0 || (rows > 0 && (!x || !out)))",
         f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n}_predict: bad arguments (state %p, rows %lld)", '
         "(void *)s, (long long)rows);",
-        f"    if (rows > INT64_MAX / {max(F, O)})",
+        f"    if (rows > INT64_MAX / {max(F, Q)})",
         f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n}_predict: %lld rows is too many", (long long)rows);',
         f"    for (lo = 0; lo < rows; lo += {P}) {{",
         f"        int64_t r = rows - lo < {P} ? rows - lo : {P};",
@@ -294,7 +300,7 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "            xs = s->xpad;",
         "        }",
         "        mlpc__run(s, st, xs, NULL);",
-        f"        memcpy(out + lo * {O}, mlpc__result(s, st, xs, NULL), sizeof(float) * (size_t)(r * {O}));",
+        f"        memcpy(out + lo * {Q}, mlpc__result(s, st, xs, NULL), sizeof(float) * (size_t)(r * {Q}));",
         "    }",
         "    return MLPC_OK;",
         "}",
