@@ -58,7 +58,7 @@ class FusionPlan:
     def annotations(self) -> dict[int, str]:
         notes: dict[int, str] = {}
         for k in self.kernels:
-            for pos, i in enumerate(k.ops):
+            for i in k.ops:
                 role = ""
                 if k.kind == "gemm":
                     op = self.graph.ops[i]

@@ -138,7 +138,7 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -
         placed.append((off, size, lo, hi))
         where[key] = off
     arena = max((o + s for o, s, _, _ in placed), default=0)
-    for v, (lo, hi) in intervals.items():
+    for v in intervals:
         slots[v] = Slot(where[v], v.type.nbytes)
     for i in g.inputs:
         slots[i.value] = Slot(0, i.value.type.nbytes, i.name)

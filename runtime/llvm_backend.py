@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import operator
+import weakref
 import time
 from typing import Any
 
@@ -18,7 +20,13 @@ from runtime import compile_cache
 from runtime.backend import Record, register_backend
 
 STAGES = ("fused", "planned", "llvm", "asm")
-_STEP_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_STEP_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
+_SHUTDOWN_FN = ctypes.CFUNCTYPE(None)
+
+
+def _shutdown(fn: Any, loaded: Any) -> None:
+    fn()
+    del loaded
 
 
 def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
@@ -81,69 +89,98 @@ class LlvmCompiled:
         self.ptrs = (ctypes.c_void_p * (1 + len(self.inputs)))()
         self.ptrs[0] = self.arena.ctypes.data
         self.fn = _STEP_FN(loaded.address)
-        self.seen: list[Any] = [None] * len(self.inputs)
+        # stop the step's worker threads before the code they run is freed
+        weakref.finalize(self, _shutdown, _SHUTDOWN_FN(loaded.shutdown_address), loaded)
         self.keep: list[Any] = [None] * len(self.inputs)
-        self.labels = [(n, c, [i for i, x in enumerate(self.inputs) if x[0] == n][0]) for n, c in meta["labels"]]
-        self.outputs = [(n, st, w, DType(d).numpy, tuple(s)) for n, st, w, d, s in meta["outputs"]]
+        self.data = [(j, n, dt, s) for j, (n, r, dt, s) in enumerate(self.inputs) if r == "data"]
+        self.state_pos = [j for j, x in enumerate(self.inputs) if x[1] != "data"]
+        self.state_names = [self.inputs[j][0] for j in self.state_pos]
+        self.seen_state: list[Any] = [None] * len(self.state_pos)
+        self.labels = [(n, c) for n, c in meta["labels"]]
         self.input_pos = {x[0]: i for i, x in enumerate(self.inputs)}
+        self.results: list[tuple[str, np.ndarray]] = []   # non-state outputs: views into the arena
+        self.copies: list[tuple[str, str, bool]] = []      # (output, input, is_state) copied on the host
+        for name, is_state, where, dt, shape in meta["outputs"]:
+            if where[0] == "arena":
+                n = int(np.prod(shape)) if shape else 1
+                view = self.arena[where[1]:where[1] + n * np.dtype(DType(dt).numpy).itemsize]
+                view = view.view(DType(dt).numpy).reshape(tuple(shape))
+                if is_state:
+                    self.copies.append((name, "", True))
+                    self.results.append(("state:" + name, view))
+                else:
+                    self.results.append((name, view))
+            elif not (is_state and where[1] == name):
+                self.copies.append((name, where[1], is_state))
 
-    def _bind(self, j: int, value: Any, state: bool) -> None:
-        name, _role, dt, shape = self.inputs[j]
-        if state:
+    def _bind_state(self, state: dict[str, Any], values: list[Any]) -> None:
+        for q, (j, value) in enumerate(zip(self.state_pos, values)):
+            if value is self.seen_state[q]:
+                continue
+            name, _role, dt, shape = self.inputs[j]
             if not isinstance(value, np.ndarray) or value.dtype != dt or not value.flags.c_contiguous \
                     or not value.flags.writeable:
                 raise InputError(f"state buffer {name!r} must be a writable contiguous {dt} array "
                                  f"(use the backend's to_device)")
-            arr = value
-        else:
-            arr = np.asarray(value, dtype=dt)
-            if not arr.flags.c_contiguous:
-                arr = np.ascontiguousarray(arr)
-        if arr.shape != shape:
-            raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects {list(shape)}")
-        self.seen[j] = value
-        self.keep[j] = arr
-        self.ptrs[1 + j] = arr.ctypes.data
+            if value.shape != shape:
+                raise InputError(f"state {name!r} has shape {list(value.shape)}, the step expects {list(shape)}")
+            self.seen_state[q] = value
+            self.keep[j] = value
+            self.ptrs[1 + j] = value.ctypes.data
 
     def run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
-        for j, (name, role, _dt, _shape) in enumerate(self.inputs):
-            src = data if role == "data" else state
+        try:
+            values = [state[n] for n in self.state_names]
+        except KeyError as e:
+            raise InputError(f"missing state input {e.args[0]!r}") from None
+        if not all(map(operator.is_, values, self.seen_state)):
+            self._bind_state(state, values)
+        for j, name, dt, shape in self.data:
             try:
-                value = src[name]
+                arr = data[name]
             except KeyError:
-                raise InputError(f"missing {'data' if role == 'data' else 'state'} input {name!r}") from None
-            if value is not self.seen[j] or role == "data":
-                self._bind(j, value, role != "data")
-        for name, classes, j in self.labels:
-            y = self.keep[j]
+                raise InputError(f"missing data input {name!r}") from None
+            if type(arr) is not np.ndarray or arr.dtype != dt or not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(np.asarray(arr, dtype=dt)) if np.ndim(arr) else np.asarray(arr, dt)
+            if arr.shape != shape:
+                raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects "
+                                 f"{list(shape)}")
+            self.keep[j] = arr
+            self.ptrs[1 + j] = arr.ctypes.data
+        rc = self.fn(self.ptrs)
+        if rc:
+            if rc == 2:
+                raise MlpcError("the compiled step could not start its worker threads (pthread_create failed)")
+            self._label_error()
+        result: dict[str, Any] = {}
+        for name, view in self.results:
+            result[name] = view.copy()
+        if self.copies:
+            for name, src, is_state in self.copies:
+                val = result.pop("state:" + name) if not src else np.array(self.keep[self.input_pos[src]])
+                if is_state:
+                    np.copyto(state[name], val)
+                else:
+                    result[name] = val
+        return result
+
+    def _label_error(self) -> None:
+        for name, classes in self.labels:
+            y = self.keep[self.input_pos[name]]
             if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
                 raise InputError(f"labels in {name!r} must be in [0, {classes}), got range "
                                  f"[{int(y.min())}, {int(y.max())}]")
-        self.fn(self.ptrs)
-        result: dict[str, Any] = {}
-        for name, is_state, where, dt, shape in self.outputs:
-            if where[0] == "arena":
-                n = int(np.prod(shape)) if shape else 1
-                val = self.arena[where[1]:where[1] + n * dt.itemsize].view(dt).reshape(shape).copy()
-            else:
-                if is_state and where[1] == name:
-                    continue  # updated in place
-                val = np.array(self.keep[self.input_pos[where[1]]], copy=True)
-            if is_state:
-                np.copyto(state[name], val)
-            else:
-                result[name] = val
-        return result
+        raise InputError("the compiled step rejected its input")
 
 
 def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
                 use_cache: bool = True) -> LlvmCompiled:
     """Fuse, plan, generate and load `graph` (or load it from the compile cache)."""
+    import llvmlite
+
     from codegen.llvm.compile import LoadedCode, optimize_and_emit, split_functions_asm, split_functions_ir
     from codegen.llvm.module import VERSION, build_module, scratch_needs
     from codegen.llvm.target import host_target
-
-    import llvmlite
 
     t0 = time.perf_counter()
     rec = record or (lambda stage, text: None)
@@ -169,7 +206,7 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
                 if stage in texts:
                     rec(stage, texts[stage])
             return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True)
-    step = build_module(plan, mem, target)
+    step = build_module(plan, mem, target, labels=_label_checks(plan))
     co = optimize_and_emit(str(step.module), target)
     ir_funcs = split_functions_ir(co.ir_text)
     asm_funcs = split_functions_asm(co.asm_text)

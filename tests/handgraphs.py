@@ -110,8 +110,7 @@ def random_data(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def run_both(g: Graph, state: dict[str, np.ndarray], data: dict[str, np.ndarray], steps: int = 1,
-             target: Any = None, datas: list[dict[str, np.ndarray]] | None = None
-             ) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]]:
+             target: Any = None, datas: list[dict[str, np.ndarray]] | None = None) -> list[tuple[dict, ...]]:
     """Run `steps` steps with the llvm backend and the interpreter; per step (llvm outs, ref outs,
     llvm state, ref state)."""
     from mlpc.interpreter import interpret

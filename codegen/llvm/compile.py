@@ -29,6 +29,7 @@ def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = True) -> Co
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
+    pto.loop_unrolling = False  # kernels are unrolled where it pays (microkernel); halves compile time
     pb = llvm.create_pass_builder(tm, pto)
     mpm = pb.getModulePassManager()
     mpm.run(mod, pb)
@@ -50,8 +51,9 @@ class LoadedCode:
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
         self.address = self.engine.get_function_address("mlpc_step")
-        if not self.address:
-            raise RuntimeError("compiled object has no mlpc_step")
+        self.shutdown_address = self.engine.get_function_address("mlpc_shutdown")
+        if not self.address or not self.shutdown_address:
+            raise RuntimeError("compiled object has no mlpc_step/mlpc_shutdown")
 
 
 def split_functions_ir(ir_text: str) -> dict[str, str]:

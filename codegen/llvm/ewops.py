@@ -7,11 +7,10 @@ from typing import Any
 
 from llvmlite import ir
 
+from codegen.llvm.irutil import F32, FAST, I1, I32, const, intrinsic
 from mlpc.errors import MlpcError
 from mlpc.ops.elementwise import GELU_C, GELU_K
 from mlpc.types import DType
-
-from codegen.llvm.irutil import F32, FAST, I1, I32, const, intrinsic
 
 LOG2E = 1.4426950408889634
 LN2_HI = 0.693359375

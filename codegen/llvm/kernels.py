@@ -12,14 +12,28 @@ from typing import Callable
 
 from llvmlite import ir
 
+from codegen.llvm import ewops
+from codegen.llvm.irutil import (
+    F32,
+    F64,
+    FAST,
+    I1,
+    I32,
+    I64,
+    alloca_entry,
+    const,
+    elem_type,
+    gep,
+    i64,
+    intrinsic,
+    load_elem,
+    loop,
+    store_elem,
+)
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
-
-from codegen.llvm import ewops
-from codegen.llvm.irutil import (F32, F64, FAST, I1, I32, I64, alloca_entry, const, elem_type, gep, i64,
-                                 intrinsic, load_elem, loop, store_elem)
 
 THREAD_MIN_ELEMS = 1 << 16
 
@@ -337,7 +351,9 @@ def _bias_correction(c: KCtx, t: Value, beta: float) -> ir.Value:
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     b = c.b
     flags = ("contract",)
-    for op in ops:
+    # last parameter first: the first layer's weights (read first by the next forward) end the
+    # step in cache instead of being evicted by the other parameters' moments
+    for op in reversed(ops):
         a = op.attrs
         n = op.operands[0].type.size
         t = op.operands[-1]

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from mlpc.ir import Graph, Value
-from passes.fusion import FusionPlan, Kernel
-from passes.memory import MemoryPlan
-
 from codegen.llvm import kernels as K
+from codegen.llvm import threads
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I32, I64, PTR, alloca_entry, declare, gep, i64
 from codegen.llvm.target import Target
+from mlpc.ir import Graph, Value
+from passes.fusion import FusionPlan, Kernel
+from passes.memory import MemoryPlan
 
 VERSION = "llvm-codegen-3"
 PROFILE = bool(os.environ.get("MLPC_PROFILE_KERNELS"))
@@ -68,7 +68,10 @@ def scratch_needs(plan: FusionPlan, target: Target) -> dict[int, int]:
     return out
 
 
-def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = "mlpc") -> StepModule:
+def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = "mlpc",
+                 labels: list[tuple[str, int]] | None = None) -> StepModule:
+    """`labels`: (data input, class count) pairs that mlpc_step range-checks before touching any
+    state; it returns 1 (and does nothing) if a label is out of range, else 0."""
     g: Graph = plan.graph
     mod = ir.Module(name=name)
     mod.triple = target.triple
@@ -122,7 +125,7 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
         step.kernels.append(KernelInfo(k.name, k.kind, threaded, detail))
 
     # ---- copies back into state buffers whose in-place update was unsafe -----------------------
-    barrier_fn = _barrier(mod) if nt > 1 else None
+    barrier_fn = threads.barrier(mod) if nt > 1 else None
 
     body = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR, I64, PTR]), "mlpc_body")
     body.linkage = "internal"
@@ -174,7 +177,8 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
                 b.call(memcpy, [ext_ptr[name], src, i64(v.type.nbytes), ir.Constant(ir.IntType(1), 0)])
     b.ret_void()
 
-    _step_and_workers(mod, body, nt, target)
+    checks = [(arg_index[n], g.input(n).value.type.size, c) for n, c in (labels or [])]
+    threads.step_function(mod, body, nt, target, checks)
     return step
 
 
@@ -208,150 +212,6 @@ def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> 
     else:  # pragma: no cover - fusion only makes the kinds above
         raise ValueError(f"no emitter for kernel kind {k.kind}")
     return ops[0].name
-
-
-SPIN_ITERS = 4000
-
-
-def _barrier(mod: ir.Module) -> ir.Function:
-    """Counting barrier over i32 {count, generation, sleepers}: spin briefly with `pause`, then sleep
-    on a futex (Linux) or sched_yield (elsewhere), so an oversubscribed machine does not livelock."""
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR, I64]), "mlpc_barrier")
-    fn.linkage = "internal"
-    bar, nt = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    linux = "linux" in mod.triple and mod.triple.startswith("x86_64")
-    count, gen, sleepers = bar, gep(b, I32, bar, 1), gep(b, I32, bar, 2)
-    g0 = b.load_atomic(gen, "seq_cst", 4, typ=I32)
-    old = b.atomic_rmw("add", count, ir.Constant(I32, 1), "seq_cst")
-    last = b.icmp_signed("==", b.sext(old, I64), b.sub(nt, i64(1)))
-    with b.if_else(last) as (then, otherwise):
-        with then:
-            b.atomic_rmw("xchg", count, ir.Constant(I32, 0), "seq_cst")
-            b.atomic_rmw("add", gen, ir.Constant(I32, 1), "seq_cst")
-            asleep = b.load_atomic(sleepers, "seq_cst", 4, typ=I32)
-            with b.if_then(b.icmp_signed("!=", asleep, ir.Constant(I32, 0))):
-                _wake(b, mod, gen, linux)
-        with otherwise:
-            spin = b.append_basic_block("spin")
-            sleep = b.append_basic_block("sleep")
-            done = b.append_basic_block("done")
-            pre = b.block
-            b.branch(spin)
-            b.position_at_end(spin)
-            n = b.phi(I32)
-            n.add_incoming(ir.Constant(I32, 0), pre)
-            if mod.triple.startswith("x86_64"):
-                b.call(declare(mod, "llvm.x86.sse2.pause", ir.VoidType(), []), [])
-            g1 = b.load_atomic(gen, "seq_cst", 4, typ=I32)
-            n1 = b.add(n, ir.Constant(I32, 1))
-            n.add_incoming(n1, b.block)
-            same = b.icmp_signed("==", g1, g0)
-            keep = b.and_(same, b.icmp_signed("<", n1, ir.Constant(I32, SPIN_ITERS)))
-            b.cbranch(keep, spin, sleep)
-            b.position_at_end(sleep)
-            b.atomic_rmw("add", sleepers, ir.Constant(I32, 1), "seq_cst")
-            wait = b.append_basic_block("wait")
-            b.branch(wait)
-            b.position_at_end(wait)
-            g2 = b.load_atomic(gen, "seq_cst", 4, typ=I32)
-            still = b.icmp_signed("==", g2, g0)
-            wait_body = b.append_basic_block("wait.body")
-            out = b.append_basic_block("wait.out")
-            b.cbranch(still, wait_body, out)
-            b.position_at_end(wait_body)
-            _sleep(b, mod, gen, g0, linux)
-            b.branch(wait)
-            b.position_at_end(out)
-            b.atomic_rmw("sub", sleepers, ir.Constant(I32, 1), "seq_cst")
-            b.branch(done)
-            b.position_at_end(done)
-    b.ret_void()
-    return fn
-
-
-def _syscall(mod: ir.Module) -> ir.Function:
-    fn = mod.globals.get("syscall")
-    if fn is None:
-        fn = ir.Function(mod, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
-    return fn
-
-
-FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE, SYS_FUTEX = 128, 129, 202
-
-
-def _sleep(b: ir.IRBuilder, mod: ir.Module, addr: ir.Value, expected: ir.Value, linux: bool) -> None:
-    if linux:
-        b.call(_syscall(mod), [i64(SYS_FUTEX), addr, ir.Constant(I32, FUTEX_WAIT_PRIVATE), expected,
-                               ir.Constant(PTR, None), ir.Constant(PTR, None), ir.Constant(I32, 0)])
-    else:
-        b.call(declare(mod, "sched_yield", I32, []), [])
-
-
-def _wake(b: ir.IRBuilder, mod: ir.Module, addr: ir.Value, linux: bool) -> None:
-    if linux:
-        b.call(_syscall(mod), [i64(SYS_FUTEX), addr, ir.Constant(I32, FUTEX_WAKE_PRIVATE),
-                               ir.Constant(I32, 0x7FFFFFFF), ir.Constant(PTR, None), ir.Constant(PTR, None),
-                               ir.Constant(I32, 0)])
-
-
-def _set_ftz(b: ir.IRBuilder, mod: ir.Module, target: Target) -> ir.Value | None:
-    if not (target.ftz and target.is_x86):
-        return None
-    st = declare(mod, "llvm.x86.sse.stmxcsr", ir.VoidType(), [PTR])
-    ld = declare(mod, "llvm.x86.sse.ldmxcsr", ir.VoidType(), [PTR])
-    saved = alloca_entry(b, I32, "mxcsr")
-    new = alloca_entry(b, I32, "mxcsr_ftz")
-    b.call(st, [saved])
-    b.store(b.or_(b.load(saved, typ=I32), ir.Constant(I32, 0x8040)), new)
-    b.call(ld, [new])
-    return saved
-
-
-def _restore_ftz(b: ir.IRBuilder, mod: ir.Module, saved: ir.Value | None) -> None:
-    if saved is not None:
-        b.call(declare(mod, "llvm.x86.sse.ldmxcsr", ir.VoidType(), [PTR]), [saved])
-
-
-def _step_and_workers(mod: ir.Module, body: ir.Function, nt: int, target: Target) -> None:
-    step = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR]), "mlpc_step")
-    b = ir.IRBuilder(step.append_basic_block("entry"))
-    saved = _set_ftz(b, mod, target)
-    if nt == 1:
-        b.call(body, [step.args[0], i64(0), ir.Constant(PTR, None)])
-        _restore_ftz(b, mod, saved)
-        b.ret_void()
-        return
-    # worker: ctx = i64[3] {args, tid, barrier}
-    worker = ir.Function(mod, ir.FunctionType(PTR, [PTR]), "mlpc_worker")
-    worker.linkage = "internal"
-    wb = ir.IRBuilder(worker.append_basic_block("entry"))
-    ctx = worker.args[0]
-    wsaved = _set_ftz(wb, mod, target)
-    wargs = wb.inttoptr(wb.load(gep(wb, I64, ctx, 0), typ=I64), PTR)
-    wtid = wb.load(gep(wb, I64, ctx, 1), typ=I64)
-    wbar = wb.inttoptr(wb.load(gep(wb, I64, ctx, 2), typ=I64), PTR)
-    wb.call(body, [wargs, wtid, wbar])
-    _restore_ftz(wb, mod, wsaved)
-    wb.ret(ir.Constant(PTR, None))
-
-    create = declare(mod, "pthread_create", I32, [PTR, PTR, PTR, PTR])
-    join = declare(mod, "pthread_join", I32, [I64, PTR])
-    bar = b.alloca(I32, size=16, name="barrier")
-    for n in range(16):
-        b.store(ir.Constant(I32, 0), gep(b, I32, bar, n))
-    handles = b.alloca(I64, size=nt, name="threads")
-    ctxs = b.alloca(I64, size=3 * nt, name="ctxs")
-    for t in range(1, nt):
-        b.store(b.ptrtoint(step.args[0], I64), gep(b, I64, ctxs, 3 * t))
-        b.store(i64(t), gep(b, I64, ctxs, 3 * t + 1))
-        b.store(b.ptrtoint(bar, I64), gep(b, I64, ctxs, 3 * t + 2))
-        b.call(create, [gep(b, I64, handles, t), ir.Constant(PTR, None), worker, gep(b, I64, ctxs, 3 * t)])
-    b.call(body, [step.args[0], i64(0), bar])
-    for t in range(1, nt):
-        b.call(join, [b.load(gep(b, I64, handles, t), typ=I64), ir.Constant(PTR, None)])
-    _restore_ftz(b, mod, saved)
-    b.ret_void()
 
 
 __all__ = ["StepModule", "build_module", "VERSION", "F32"]

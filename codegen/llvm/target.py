@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import llvmlite.binding as llvm
 
 
-@lru_cache(maxsize=None)
+@cache
 def init_llvm() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
@@ -67,7 +67,7 @@ def host_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def host_target(threads: int | None = None) -> Target:
     """The machine we run on, from LLVM's host CPU name and feature list."""
     init_llvm()

@@ -86,3 +86,23 @@ def test_tile_choice_and_thread_split():
     assert split_axis(GemmShape(1, 16, 8, False, False, 16), 2, False) == "none"  # small: no threads
     assert split_axis(GemmShape(128, 256, 256, False, True, 16), 2, True) == "n"   # colsums own columns
     assert split_axis(GemmShape(784, 256, 128, True, False, 16), 2, False) in ("m", "n")
+
+
+@pytest.mark.parametrize("m", [1, 3, 17, 32])
+def test_dot_form_for_few_rows_times_transposed_b(m):
+    from codegen.llvm.gemm import gemm_shape
+
+    g = matmul_graph(m, 45, 37, False, True, ("relu_grad",), colsum=True)
+    assert gemm_shape(g.ops[0], 16).dot
+    (got, want, _, _), = run_both(g, {}, data_for(g, 5))
+    assert_close(got, want, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("mkn,tb", [((130, 70, 33), False), ((97, 65, 40), True)])
+def test_packed_transposed_a(mkn, tb):
+    from codegen.llvm.gemm import gemm_shape
+
+    g = matmul_graph(*mkn, True, tb)
+    assert gemm_shape(g.ops[0], 16).pack_a
+    (got, want, _, _), = run_both(g, {}, data_for(g, 6))
+    assert_close(got, want, rtol=2e-4, atol=2e-4)

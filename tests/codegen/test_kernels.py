@@ -138,5 +138,5 @@ def test_optimizer_rules_over_steps(name, n_state, attrs):
                       else np.zeros(i.value.shape, i.value.dtype.numpy)) for i in g.inputs if i.role != "data"}
     datas = [{i.name: rng.standard_normal(i.value.shape).astype(np.float32) for i in g.inputs if i.role == "data"}
              for _ in range(4)]
-    for got, want, st, ref in run_both(g, state, {}, steps=4, datas=datas):
+    for _got, _want, st, ref in run_both(g, state, {}, steps=4, datas=datas):
         assert_close(st, ref, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,71 @@
+"""The llvm backend behind mlpc.compile: MNIST training matches the numpy backend, dumps, bad input."""
+
+import numpy as np
+import pytest
+
+import mlpc
+from mlpc import datasets, nn, optim
+from mlpc.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return datasets.mnist()
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def losses(backend, opt, ds, steps=100, batch=128):
+    tr = mlpc.compile(mlp(), nn.CrossEntropyLoss(), opt, batch_size=batch, backend=backend, seed=0)
+    out = [tr.step(ds.x_train[i * batch:(i + 1) * batch], ds.y_train[i * batch:(i + 1) * batch])
+           for i in range(steps)]
+    return np.array(out), tr
+
+
+@pytest.mark.parametrize("opt,rtol", [(optim.Adam(lr=1e-3), 2e-4), (optim.SGD(lr=0.05, momentum=0.9), 5e-3)])
+def test_100_mnist_steps_match_numpy_backend(mnist, opt, rtol):
+    """Same losses step by step; float32 rounding (different summation orders in the gemms)
+    grows slowly over 100 steps, fastest with heavy momentum."""
+    ref, tr_ref = losses("numpy", opt, mnist)
+    got, tr = losses("llvm", opt, mnist)
+    np.testing.assert_allclose(got[:10], ref[:10], rtol=1e-5)
+    np.testing.assert_allclose(got, ref, rtol=rtol)
+    for k, v in tr_ref.parameters().items():
+        np.testing.assert_allclose(tr.parameters()[k], v, atol=rtol * 10, err_msg=k)
+    assert tr.steps_taken == 100 and int(tr.optimizer_state()["t"]) == 100
+
+
+def test_predict_partial_batch_and_stages(mnist):
+    tr = mlpc.compile(mlp(), nn.CrossEntropyLoss(), optim.Adam(), batch_size=32, backend="llvm", seed=1)
+    ref = mlpc.compile(mlp(), nn.CrossEntropyLoss(), optim.Adam(), batch_size=32, backend="numpy", seed=1)
+    x, y = mnist.x_train[:45], mnist.y_train[:45]
+    for t in (tr, ref):
+        t.step(x[:32], y[:32])
+        t.step(x[32:], y[32:])   # partial batch: a second compiled shape sharing the state
+    np.testing.assert_allclose(tr.predict(x), ref.predict(x), rtol=1e-4, atol=1e-4)
+    assert {"fused", "planned", "llvm", "asm"} <= set(tr.stages())
+    assert "k0_gemm" in tr.ir("fused") and "arena:" in tr.ir("planned")
+    assert "define" in tr.ir("llvm") and "; ---- kernel k0_gemm" in tr.ir("llvm")
+    assert "# ---- kernel k0_gemm" in tr.ir("asm") and ("zmm" in tr.ir("asm") or "ymm" in tr.ir("asm")
+                                                         or "xmm" in tr.ir("asm"))
+
+
+def test_bad_input_gives_clear_errors():
+    from runtime.llvm_backend import lower_graph
+    from tests.handgraphs import init_state, mlp_train_graph, random_data
+
+    g = mlp_train_graph([5, 4, 3], 2, "relu", "ce", "adam")
+    c = lower_graph(g, use_cache=False)
+    st = {k: v for k, v in init_state(g).items()}
+    d = random_data(g)
+    with pytest.raises(InputError, match="labels"):
+        c.run(st, {**d, "y": np.array([0, 3], np.int32)})
+    with pytest.raises(InputError, match="shape"):
+        c.run(st, {**d, "x": np.zeros((3, 5), np.float32)})
+    with pytest.raises(InputError, match="missing"):
+        c.run(st, {"x": d["x"]})
+    with pytest.raises(InputError, match="state buffer"):
+        c.run({**st, "0.weight": [[0.0] * 4] * 5}, d)
+    c.run(st, d)  # still usable afterwards
