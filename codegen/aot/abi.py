@@ -24,6 +24,7 @@ STATUS = {
     "MLPC_E_NUMERIC": 7,      # the loss became NaN or Inf
     "MLPC_E_UNSUPPORTED": 8,  # e.g. training with an inference-only library
     "MLPC_E_CPU": 9,          # this CPU lacks instructions the library was compiled for
+    "MLPC_E_THREADS": 10,     # the step could not start its worker threads
 }
 STATUS_NAME = {v: k for k, v in STATUS.items()}
 

@@ -16,7 +16,8 @@ from mlpc.types import DType
 from passes.fusion import fuse
 from passes.memory import plan_memory
 
-JIT_ENTRY = "mlpc_step"
+JIT_ENTRY = "mlpc_step"          # int (void **args): 0 ok, 1 bad label, 2 no worker threads
+JIT_SHUTDOWN = "mlpc_shutdown"   # void (void): stops the step's worker pool
 
 
 @dataclass
@@ -42,7 +43,8 @@ def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target)
             raise MlpcError(f"ahead-of-time export computes in f32 (with i32 labels); got a {v.dtype.value} tensor")
     plan = fuse(graph)
     mem = plan_memory(plan, scratch_needs(plan, target))
-    step = build_module(plan, mem, target)
+    classes = _label_classes(graph) if kind == "train" else 0
+    step = build_module(plan, mem, target, labels=[("y", classes)] if classes else None)
     names = [i.name for i in graph.inputs]
     arg = {n: 1 + j for j, n in enumerate(names)}
     input_value = {i.name: i.value for i in graph.inputs}
@@ -65,21 +67,21 @@ def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target)
             copies.append((o.name, loc(o.value), o.value.type.nbytes))
     if out is None:
         raise MlpcError(f"the {kind} graph has no output {result_name!r}")
-    spec = StepSpec(kind, batch, symbol, names, mem.arena_bytes, out, copies,
-                    _label_classes(graph) if kind == "train" else 0, step.threads)
+    spec = StepSpec(kind, batch, symbol, names, mem.arena_bytes, out, copies, classes, step.threads)
     return StepModuleText(spec, str(step.module))
 
 
 def link_object(steps: list[StepModuleText], target: Target) -> tuple[bytes, str]:
-    """One relocatable object with every step's entry point (hidden) and its kernels (internal);
-    also returns the optimized IR text."""
+    """One relocatable object with every step's entry point and pool shutdown (hidden) and its
+    kernels (internal); also returns the optimized IR text."""
     init_llvm()
     linked: llvm.ModuleRef | None = None
     for s in steps:
         mod = llvm.parse_assembly(s.ir_text)
-        fn = mod.get_function(JIT_ENTRY)
-        fn.name = s.spec.symbol
-        fn.visibility = "hidden"
+        for jit_name, aot_name in ((JIT_ENTRY, s.spec.symbol), (JIT_SHUTDOWN, s.spec.symbol + "_shutdown")):
+            fn = mod.get_function(jit_name)
+            fn.name = aot_name
+            fn.visibility = "hidden"
         if linked is None:
             linked = mod
         else:

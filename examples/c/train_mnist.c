@@ -1,7 +1,7 @@
 /* Train an exported MLP on MNIST from C, with no Python and no LLVM at run time.
  *
  *   mlpc aot examples/models/mnist_mlp.py -o build --name mnist_mlp      (or mlpc.export(trainer, "build", "mnist_mlp"))
- *   gunzip -k mlpc/data/mnist/*.gz                                       (this program reads raw IDX files)
+ *   gunzip -kr mlpc/data/mnist                                           (this program reads raw IDX files)
  *   cc -O2 -Ibuild examples/c/train_mnist.c -Lbuild -lmnist_mlp -Wl,-rpath,build -lm -o train_mnist
  *   ./train_mnist mlpc/data/mnist 500 [--load in.safetensors] [--save out.safetensors]
  *
