@@ -87,6 +87,7 @@ def make_torch(sizes: list[int], opt: str, lr: float, threads: int) -> Step | No
     except ImportError:
         return None
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # like mlpc's kernels (FTZ/DAZ) and XLA: no subnormal slow paths
     model, optim = _torch_model(sizes, opt, lr)
     lossf = torch.nn.CrossEntropyLoss()
 
@@ -107,6 +108,7 @@ def make_torch_compile(sizes: list[int], opt: str, lr: float, threads: int) -> S
     except ImportError:
         return None
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
     try:
         torch._dynamo.config.trace_autograd_ops = True  # ~2x faster whole-step graphs (see notes)
     except AttributeError:

@@ -80,11 +80,11 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -
     inputs = {i.value: i for i in g.inputs}
     producer: dict[Value, int] = {}
     last_use: dict[Value, int] = {}
-    for k in plan.kernels:
-        for v in k.outputs:
-            producer[v] = k.index
-        for v in k.inputs:
-            last_use[v] = max(last_use.get(v, -1), k.index)
+    for kern in plan.kernels:
+        for v in kern.outputs:
+            producer[v] = kern.index
+        for v in kern.inputs:
+            last_use[v] = max(last_use.get(v, -1), kern.index)
     for o in g.outputs:
         last_use[o.value] = n  # live to the end of the step
     state_inputs = {i.name: i for i in g.inputs if i.role in ("param", "state")}
@@ -121,26 +121,26 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -
             intervals[v] = (intervals[v][0], n)
     requests: list[tuple[object, int, int, int]] = [(v, t[0], t[1], _align(v.type.nbytes))
                                                      for v, t in intervals.items()]
-    for k, nbytes in (scratch_bytes or {}).items():
+    for kidx, nbytes in (scratch_bytes or {}).items():
         if nbytes > 0:
-            requests.append((("scratch", k), k, k, _align(nbytes)))
+            requests.append((("scratch", kidx), kidx, kidx, _align(nbytes)))
     # greedy: biggest first, lowest offset that does not overlap a live-overlapping placement
     requests.sort(key=lambda r: (-r[3], r[1]))
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, lo, hi)
     where: dict[object, int] = {}
     for key, lo, hi, size in requests:
-        conflicts = sorted((o, s) for o, s, a, b in placed if not (b < lo or hi < a))
+        conflicts = sorted((po, ps) for po, ps, a, b in placed if not (b < lo or hi < a))
         off = 0
-        for o, s in conflicts:
-            if off + size <= o:
+        for po, ps in conflicts:
+            if off + size <= po:
                 break
-            off = max(off, _align(o + s))
+            off = max(off, _align(po + ps))
         placed.append((off, size, lo, hi))
         where[key] = off
-    arena = max((o + s for o, s, _, _ in placed), default=0)
+    arena = max((po + ps for po, ps, _, _ in placed), default=0)
     for v in intervals:
         slots[v] = Slot(where[v], v.type.nbytes)
     for i in g.inputs:
         slots[i.value] = Slot(0, i.value.type.nbytes, i.name)
-    scratch = {k: where[("scratch", k)] for k, nb in (scratch_bytes or {}).items() if nb > 0}
+    scratch = {kidx: where[("scratch", kidx)] for kidx, nb in (scratch_bytes or {}).items() if nb > 0}
     return MemoryPlan(_align(arena), slots, inplace, copy_back, scratch, intervals)

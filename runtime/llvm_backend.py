@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import operator
-import weakref
+import threading
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ def _meta(graph: Graph, plan: FusionPlan, mem: MemoryPlan, threads: int) -> dict
     for o in graph.outputs:
         v = o.value
         slot = mem.slots[v]
+        where: list[Any]
         if v in in_value_name:
             where = ["input", in_value_name[v]]
         elif slot.external is not None:
@@ -89,6 +91,7 @@ class LlvmCompiled:
         self.ptrs = (ctypes.c_void_p * (1 + len(self.inputs)))()
         self.ptrs[0] = self.arena.ctypes.data
         self.fn = _STEP_FN(loaded.address)
+        self.lock = threading.Lock()
         # stop the step's worker threads before the code they run is freed
         weakref.finalize(self, _shutdown, _SHUTDOWN_FN(loaded.shutdown_address), loaded)
         self.keep: list[Any] = [None] * len(self.inputs)
@@ -129,6 +132,10 @@ class LlvmCompiled:
             self.ptrs[1 + j] = value.ctypes.data
 
     def run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        with self.lock:  # one arena per compiled step: callers on several Python threads take turns
+            return self._run(state, data)
+
+    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
         try:
             values = [state[n] for n in self.state_names]
         except KeyError as e:

@@ -7,7 +7,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from codegen.llvm.irutil import F32, FAST, I1, I32, const, intrinsic
+from codegen.llvm.irutil import F32, FAST, I32, const, intrinsic
 from mlpc.errors import MlpcError
 from mlpc.ops.elementwise import GELU_C, GELU_K
 from mlpc.types import DType
@@ -183,7 +183,3 @@ def emit(b: ir.IRBuilder, name: str, attrs: dict[str, Any], args: list[ir.Value]
     if name == "gelu":
         return _gelu(b, x)
     raise MlpcError(f"llvm backend: no code for elementwise op {name}")
-
-
-def _unused() -> None:  # keep I1 referenced for type checkers of callers
-    _ = I1

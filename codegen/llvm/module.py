@@ -1,12 +1,10 @@
 """Builds the LLVM module of one training step: one function per fused kernel, and `mlpc_step`.
 
-`void mlpc_step(ptr args)`: args[0] is the arena, args[1 + i] the buffer of the graph's i-th input.
-Threads: when some kernel is large enough to split (see gemm.split_axis and the kernels' size
-thresholds), mlpc_step creates target.threads - 1 POSIX threads with pthread_create, every thread
-runs the same kernel sequence (`mlpc_body`) on its share of the split kernels (single-thread kernels
-run on thread 0 only), with a spin barrier between dependent kernels, and mlpc_step joins them. A
-step whose kernels are all small (small batches) runs on the calling thread with no thread created.
-Flush-to-zero: each thread sets MXCSR FTZ|DAZ for the step and restores the caller's MXCSR after.
+`int mlpc_step(void **args)`: args[0] is the arena, args[1 + i] the buffer of the graph's i-th input.
+`mlpc_body(args, tid, barrier)` calls the kernels in order; a kernel that splits over threads gets
+every thread's call (each takes its share by `tid`), a small kernel runs on thread 0 only, and a
+barrier separates kernels that depend on another thread's writes. How threads are started and
+parked is in threads.py.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from llvmlite import ir
 from codegen.llvm import kernels as K
 from codegen.llvm import threads
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
-from codegen.llvm.irutil import F32, I8, I32, I64, PTR, alloca_entry, declare, gep, i64
+from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
 from passes.fusion import FusionPlan, Kernel
