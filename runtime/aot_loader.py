@@ -257,6 +257,28 @@ class ExportedModel:
         """Classification accuracy of predict(x) against integer labels y."""
         return float((self.predict(x).argmax(axis=1) == np.asarray(y)).mean())
 
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, shuffle: bool = True, seed: int = 0,
+            drop_last: bool = False) -> list[float]:
+        """Train for whole epochs in batches of batch_size; returns the mean loss per epoch. A last
+        partial batch needs a training step of its size in the library (export with --train-batch),
+        or drop_last=True."""
+        n = len(x)
+        tail = n % self.batch_size
+        if tail and not drop_last and tail not in self.train_batches:
+            raise InputError(f"{n} rows leave a last batch of {tail}, which {self.path} has no training step for; "
+                             f"export with --train-batch {tail} or pass drop_last=True")
+        history = []
+        for epoch in range(epochs):
+            order = np.random.default_rng(seed + epoch).permutation(n) if shuffle else np.arange(n)
+            losses = []
+            for lo in range(0, n, self.batch_size):
+                idx = order[lo:lo + self.batch_size]
+                if len(idx) < self.batch_size and (drop_last or len(idx) not in self.train_batches):
+                    break
+                losses.append(self.step(x[idx], y[idx]))
+            history.append(float(np.mean(losses)) if losses else float("nan"))
+        return history
+
     # --- state ---------------------------------------------------------------------------------
     @property
     def steps_taken(self) -> int:

@@ -15,8 +15,10 @@ C_STAMP = ('__attribute__((used)) static const char mlpc__stamp[] = "MLPC-LIBRAR
 SUPPORT_C = Path(__file__).with_name("support.c")
 
 # x86 features the library checks at create time, as __builtin_cpu_supports names.
-CPU_CHECKS = ("sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi", "bmi2", "avx512f", "avx512bw",
-              "avx512dq", "avx512vl")
+# (names GCC >= 9 and Clang >= 10 both accept; code using other features is caught by the loader's probe)
+CPU_CHECKS = ("sse4.1", "sse4.2", "popcnt", "aes", "pclmul", "avx", "avx2", "fma", "bmi", "bmi2", "avx512f",
+              "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vbmi", "avx512ifma", "avx512vpopcntdq",
+              "avx512vbmi2", "gfni", "vpclmulqdq", "avx512vnni", "avx512bitalg")
 
 
 def c_string(text: str, width: int = 100) -> str:

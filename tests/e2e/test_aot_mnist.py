@@ -131,3 +131,25 @@ def test_mlpc_aot_command(tmp_path):
         np.testing.assert_array_equal(lib.parameters()[k], v)
     bad = run(["python", "-m", "mlpc.cli", "aot", "-o", str(tmp_path), "--name", "9lives"], cwd=ROOT)
     assert bad.returncode == 1 and "C identifier" in bad.stderr
+
+
+def test_mlpc_aot_from_a_checkpoint(tmp_path):
+    """`mlpc aot MODEL.py --weights CKPT`: the library starts from the checkpoint's weights and step count."""
+    (tmp_path / "tiny.py").write_text("from mlpc import nn, optim\n"
+                                      "model = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))\n"
+                                      "optimizer = optim.SGD(lr=0.1, momentum=0.9)\nbatch_size = 32\n")
+    tr = mlpc.compile(nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)), nn.CrossEntropyLoss(),
+                      optim.SGD(lr=0.1, momentum=0.9), batch_size=32, backend="numpy", seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        tr.step(rng.standard_normal((32, 784)).astype(np.float32), rng.integers(0, 10, 32))
+    tr.save(str(tmp_path / "ckpt.safetensors"))
+    r = run(["python", "-m", "mlpc.cli", "aot", str(tmp_path / "tiny.py"), "-o", str(tmp_path / "out"),
+             "--weights", str(tmp_path / "ckpt.safetensors"), "--train-batch", "16"], cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lib = mlpc.load_library(tmp_path / "out" / "libtiny.so")
+    assert lib.steps_taken == 3 and lib.train_batches == [16, 32]
+    for k, v in {**tr.parameters(), **tr.optimizer_state()}.items():
+        np.testing.assert_array_equal({**lib.parameters(), **lib.optimizer_state()}[k].reshape(v.shape), v)
+    x, y = rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16)
+    assert lib.step(x, y) == pytest.approx(tr.step(x, y), rel=1e-4)

@@ -181,3 +181,31 @@ def test_bad_export_options_are_refused(tmp_path):
         export(tr, tmp_path, "ok", train_batches=[0])
     with pytest.raises(MlpcError, match="C compiler"):
         export(tr, tmp_path, "ok", cc="no-such-compiler-xyz")
+
+
+def test_named_cpu_and_features(tmp_path):
+    """--cpu/--features reach the code generator: AVX2 code uses ymm registers but never zmm, and
+    create() checks for exactly the features it was compiled with."""
+    tr = trainer(ragged_model(), batch=7, backend="numpy")
+    ex = export(tr, tmp_path, "avx2", cpu="x86-64-v3", features="+avx,+avx2,+fma", threads=1, keep_sources=True)
+    assert ex.spec.target.lanes == 8
+    text = run(["objdump", "-d", "--no-show-raw-insn", str(ex.library)]).stdout
+    assert "ymm" in text and "zmm" not in text
+    glue = (tmp_path / "avx2_src" / "avx2.c").read_text()
+    assert '__builtin_cpu_supports("avx2")' in glue and '__builtin_cpu_supports("avx512f")' not in glue
+    lib = mlpc.load_library(ex.library)
+    x, y = data(np.random.default_rng(8), 7, 33, 5)
+    assert lib.step(x, y) == pytest.approx(tr.step(x, y), rel=1e-4, abs=1e-6)
+
+
+def test_fit_from_python(ragged):
+    """ExportedModel.fit trains whole epochs; a last partial batch needs a compiled step of its size."""
+    _tr, ex = ragged
+    lib = mlpc.load_library(ex.library)
+    x, y = data(np.random.default_rng(9), 24, 33, 5)
+    history = lib.fit(x, y, epochs=3)  # 24 = 3 * 7 + 3, and the library has a 3-row step
+    assert len(history) == 3 and history[-1] < history[0] and lib.steps_taken == 12
+    with pytest.raises(InputError, match="last batch of 5"):
+        lib.fit(x[:12], y[:12])
+    lib.fit(x[:12], y[:12], drop_last=True)
+    assert lib.steps_taken == 13
