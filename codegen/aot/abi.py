@@ -59,6 +59,8 @@ def check_tensor_name(name: str) -> str:
     """Buffer names go into C string literals and JSON headers verbatim, so keep them plain."""
     from mlpc.errors import MlpcError
 
+    if len(name) > 200:
+        raise MlpcError(f"cannot export buffer {name[:40]!r}...: names are limited to 200 characters")
     if not _SAFE_TENSOR_NAME.match(name):
         raise MlpcError(f"cannot export buffer {name!r}: names may use only letters, digits and _.:-/[]")
     return name

@@ -6,7 +6,8 @@
 
 #define MLPC__MAXDIM 8
 #define MLPC__MAX_HEADER (100u * 1024u * 1024u)
-#define MLPC__MAX_NAME 1024
+#define MLPC__MAX_NAME 256
+#define MLPC__MAX_TENSORS 65536
 #define MLPC__MAX_DEPTH 64
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -512,6 +513,10 @@ static int mlpc__st_read(const unsigned char *data, size_t size, const char *wha
                     goto done;
                 }
             } else {
+                if (count == MLPC__MAX_TENSORS) {
+                    status = mlpc__fail(MLPC_E_FORMAT, "%s names more than %d tensors", what, MLPC__MAX_TENSORS);
+                    goto done;
+                }
                 if (count == cap) {
                     size_t ncap = cap ? 2 * cap : 32;
                     mlpc__entry *grown = (mlpc__entry *)realloc(entries, ncap * sizeof *entries);

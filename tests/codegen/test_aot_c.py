@@ -203,3 +203,12 @@ def test_reader_survives_random_damage(ragged, tmp_path):
             for k, v in before.items():
                 np.testing.assert_array_equal(lib.parameters()[k], v)
     assert refused > 200
+
+
+def test_reader_limits_the_number_of_tensors(ragged, tmp_path):
+    _tr, _ex, lib = ragged
+    header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(70000)}
+    text = json.dumps(header).encode()
+    (tmp_path / "many.safetensors").write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(CheckpointError, match="more than 65536 tensors"):
+        lib.load(tmp_path / "many.safetensors")
