@@ -35,9 +35,10 @@ def make_numpy(sizes: list[int], opt: str, lr: float) -> Step:
         logits = hs[-1]
         s = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(s)
-        p = e / e.sum(axis=1, keepdims=True)
+        total = e.sum(axis=1, keepdims=True)
+        p = e / total
         n = len(y)
-        loss = float(-np.log(p[np.arange(n), y]).mean())
+        loss = float((np.log(total[:, 0]) - s[np.arange(n), y]).mean())
         g = p
         g[np.arange(n), y] -= 1
         g /= n

@@ -60,9 +60,11 @@ class FusionPlan:
         for k in self.kernels:
             for i in k.ops:
                 role = ""
+                op = self.graph.ops[i]
                 if k.kind == "gemm":
-                    op = self.graph.ops[i]
                     role = " colsum" if op in k.colsums else (" epilogue" if op.name != "matmul" else " main")
+                elif k.kind == "optimizer" and op.name == "matmul":
+                    role = " rank-k gradient"
                 notes[i] = f"{k.name}{role}"
         for i in self.dead:
             notes[i] = "dead"
@@ -178,6 +180,7 @@ def fuse(graph: Graph) -> FusionPlan:
                 join(optimizer, i)
             else:
                 optimizer = new("optimizer", i)
+            _absorb_rank_k_gradient(optimizer, op, i, ops, index, group_of, kernels, users)
             continue
         if op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad"):
             key = (id(op.operands[0]), id(op.operands[1]))
@@ -235,6 +238,35 @@ def fuse(graph: Graph) -> FusionPlan:
                 k.outputs.append(v)
     dead = [i for i, op in enumerate(ops) if not live[i]]
     return FusionPlan(graph, kernels, constants, dead)
+
+
+RANK_K_MAX = 4
+
+
+def rank_k_gradient(op: Op) -> bool:
+    """A weight gradient X^T dY with a tiny inner dimension (batch <= RANK_K_MAX): recomputing each
+    element (K FMAs) inside the optimizer is cheaper than writing dW and reading it back."""
+    if op.name != "matmul" or not op.attrs["transpose_a"] or op.attrs["transpose_b"]:
+        return False
+    return op.operands[0].shape[0] <= RANK_K_MAX
+
+
+def _absorb_rank_k_gradient(opt: Kernel, op: Op, i: int, ops: list[Op], index: dict[int, int],
+                            group_of: dict[int, Kernel], kernels: list[Kernel],
+                            users: dict[Value, list[int]]) -> None:
+    """Move a rank-K weight-gradient matmul feeding update op `i` into the optimizer kernel."""
+    g = op.operands[1]
+    p = g.producer
+    if p is None or id(p) not in index or not rank_k_gradient(p):
+        return
+    j = index[id(p)]
+    k = group_of.get(j)
+    if k is None or k.kind != "gemm" or k.ops != [j] or users.get(g) != [i]:
+        return
+    kernels.remove(k)
+    opt.ops.append(j)
+    opt.ops.sort()
+    group_of[j] = opt
 
 
 def _reads_full_tile(k: Kernel, v: Value, ops: list[Op]) -> bool:

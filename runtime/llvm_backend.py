@@ -182,37 +182,52 @@ class LlvmCompiled:
 
 def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
                 use_cache: bool = True) -> LlvmCompiled:
-    """Fuse, plan, generate and load `graph` (or load it from the compile cache)."""
+    """Fuse, plan, generate and load `graph`, or load it from the compile cache (no codegen imports,
+    no LLVM work on a hit: the entry holds the object and every stage's text)."""
     import llvmlite
 
-    from codegen.llvm.compile import LoadedCode, optimize_and_emit, split_functions_asm, split_functions_ir
-    from codegen.llvm.module import VERSION, build_module, scratch_needs
+    from codegen.llvm import PROFILE, VERSION
+    from codegen.llvm.compile import LoadedCode
     from codegen.llvm.target import host_target
 
     t0 = time.perf_counter()
     rec = record or (lambda stage, text: None)
     target = target or host_target()
-    for i in graph.inputs + [type("O", (), {"value": o.value})() for o in graph.outputs]:
-        if i.value.dtype not in (DType.f32, DType.i32, DType.i1):
-            raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); "
-                            f"got a {i.value.dtype.value} tensor")
-    plan = fuse(graph)
-    mem = plan_memory(plan, scratch_needs(plan, target))
-    rec("fused", plan.dump())
-    rec("planned", print_graph(graph, annotate=plan.annotations()) + mem.dump(plan))
-    key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, llvmlite.__version__)
+    for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
+        if v.dtype not in (DType.f32, DType.i32, DType.i1):
+            raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); got a {v.dtype.value} tensor")
+    key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, llvmlite.__version__,
+                                 f"profile={PROFILE}")
     hit = compile_cache.load(key) if use_cache else None
     if hit is not None:
         meta, obj, texts = hit
         try:
             loaded = LoadedCode(obj, target)
-        except Exception:  # noqa: BLE001 - a bad object is a cache miss
+        except Exception:  # noqa: BLE001 - an object MCJIT cannot load is a cache miss
             hit = None
         else:
-            for stage in ("llvm", "asm"):
+            for stage in STAGES:
                 if stage in texts:
                     rec(stage, texts[stage])
             return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True)
+    meta, obj, texts = _generate(graph, target)
+    for stage in STAGES:
+        rec(stage, texts[stage])
+    loaded = LoadedCode(obj, target)
+    if use_cache:
+        compile_cache.store(key, meta, obj, texts)
+    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False)
+
+
+def _generate(graph: Graph, target: Any) -> tuple[dict[str, Any], bytes, dict[str, str]]:
+    """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
+    from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
+    from codegen.llvm.module import build_module, scratch_needs
+
+    plan = fuse(graph)
+    mem = plan_memory(plan, scratch_needs(plan, target))
+    texts = {"fused": plan.dump(),
+             "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
     step = build_module(plan, mem, target, labels=_label_checks(plan))
     co = optimize_and_emit(str(step.module), target)
     ir_funcs = split_functions_ir(co.ir_text)
@@ -224,19 +239,14 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
         tag = f"kernel {info.name}: {info.detail}{' [threaded]' if info.threaded else ''}"
         ir_parts.append(f"; ---- {tag}\n{ir_funcs.get(info.name, '; (inlined)')}")
         asm_parts.append(f"# ---- {tag}\n{asm_funcs.get(info.name, '# (inlined)')}")
-    for fn in ("mlpc_body", "mlpc_step", "mlpc_worker", "mlpc_barrier"):
+    for fn in ("mlpc_body", "mlpc_step", "mlpc_worker", "mlpc_barrier", "mlpc_shutdown"):
         if fn in ir_funcs:
             ir_parts.append(f"; ---- {fn}\n{ir_funcs[fn]}")
         if fn in asm_funcs:
             asm_parts.append(f"# ---- {fn}\n{asm_funcs[fn]}")
-    texts = {"llvm": "\n".join(ir_parts), "asm": "\n".join(asm_parts)}
-    rec("llvm", texts["llvm"])
-    rec("asm", texts["asm"])
-    meta = _meta(graph, plan, mem, step.threads)
-    loaded = LoadedCode(co.obj, target)
-    if use_cache:
-        compile_cache.store(key, meta, co.obj, texts)
-    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False)
+    texts["llvm"] = "\n".join(ir_parts)
+    texts["asm"] = "\n".join(asm_parts)
+    return _meta(graph, plan, mem, step.threads), co.obj, texts
 
 
 class LlvmBackend:

@@ -102,25 +102,30 @@ def gemm_shape(op: Op, lanes: int) -> GemmShape:
     return GemmShape(m, n, k, ta, tb, lanes)
 
 
+PACK_COST = 32  # flop-equivalents per packed element (a scalar copy vs. 2 x 16-lane FMAs per cycle)
+
+
 def split_axis(s: GemmShape, threads: int, colsums: bool) -> str:
-    """'n' (column panels), 'm' (row tiles) or 'none' (one thread)."""
+    """'n' (column panels), 'm' (row tiles) or 'none' (one thread): the split with the least work on
+    the busiest thread, counting packing that every thread repeats (A panels when splitting columns,
+    B panels when splitting rows)."""
     if threads <= 1 or s.flops < 400_000:
         return "none"
+    if s.dot:
+        return "n" if -(-s.n // s.dot_block[1]) >= threads else "none"
     if colsums:
         return "n" if s.col_tiles >= threads else "none"
 
-    def waste(t: int) -> float:
-        return -(-t // threads) * threads / t
-    if s.dot:
-        return "n" if -(-s.n // s.dot_block[1]) >= threads else "none"
-    cand = [(waste(s.col_tiles) - (0.05 if s.tb else 0.0), "n"), (waste(s.row_tiles), "m")]
-    if s.col_tiles < threads:
-        cand = cand[1:]
-    if s.row_tiles < threads:
-        cand = [c for c in cand if c[1] != "m"]
-    if not cand:
-        return "none"
-    return min(cand)[1]
+    def cost(axis: str) -> float:
+        tiles = s.col_tiles if axis == "n" else s.row_tiles
+        if tiles < threads:
+            return float("inf")
+        busiest = -(-tiles // threads) / tiles * s.flops
+        repeated = s.a_panel if (axis == "n" and s.pack_a) else 0
+        repeated += s.k * s.col_tiles * s.nr if (axis == "m" and s.pack_b) else 0
+        return busiest + PACK_COST * repeated
+    best = min(("n", "m"), key=cost)
+    return best if cost(best) != float("inf") else "none"
 
 
 class GemmEmitter:

@@ -6,6 +6,7 @@ They are written as scalar loops over static shapes with `noalias` buffers and f
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -350,14 +351,13 @@ def _bias_correction(c: KCtx, t: Value, beta: float) -> ir.Value:
 
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     b = c.b
-    flags = ("contract",)
     # last parameter first: the first layer's weights (read first by the next forward) end the
     # step in cache instead of being evicted by the other parameters' moments
-    for op in reversed(ops):
+    grads = {o.result: o for o in ops if o.name == "matmul"}  # rank-K weight gradients, recomputed here
+    for op in reversed([o for o in ops if o.name != "matmul"]):
         a = op.attrs
         n = op.operands[0].type.size
         t = op.operands[-1]
-        k = lambda x: const(F32, x)  # noqa: E731
         pre: dict[str, ir.Value] = {}
         if op.name == "adam_update" and a["bias_correction"]:
             # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
@@ -367,13 +367,36 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
             pre["bc"] = _bias_correction(c, t, a["beta"])
         if op.name == "sgd_update" and a["momentum"]:
             pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
-        lo, hi = c.span(n)
-        with loop(b, lo, hi, name="u") as i:
-            vals = [c.read(v, i) for v in op.operands[:-1]]
-            res = _update(b, op.name, a, vals, pre, k, flags)
-            for r, v in zip(op.results, res):
-                if r in outputs:
-                    b.store(v, gep(b, F32, c.ptr(r), i))
+        update = functools.partial(_emit_update, c, op, pre, outputs)
+        mm = grads.get(op.operands[1])
+        if mm is None:
+            lo, hi = c.span(n)
+            with loop(b, lo, hi, name="u") as i:
+                update(i, None)
+            continue
+        x, dy = mm.operands  # g = x^T dy: x [K, M], dy [K, N]
+        kk, rows = x.shape
+        cols = dy.shape[1]
+        lo, hi = c.span(rows)
+        with loop(b, lo, hi, name="ur") as r:
+            xs = [c.read(x, b.add(i64(q * rows), r)) for q in range(kk)]
+            with loop(b, 0, cols, name="uc") as col:
+                g = None
+                for q in range(kk):
+                    term = b.fmul(xs[q], c.read(dy, b.add(i64(q * cols), col)), flags=("contract",))
+                    g = term if g is None else b.fadd(g, term, flags=("contract",))
+                update(b.add(b.mul(r, i64(cols)), col), g)
+
+
+def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value], i: ir.Value,
+                 g: ir.Value | None) -> None:
+    """One element of an update op at index i (g: the gradient if computed in registers)."""
+    b = c.b
+    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(op.operands[:-1])]
+    res = _update(b, op.name, op.attrs, vals, pre, lambda x: const(F32, x), ("contract",))
+    for r, v in zip(op.results, res):
+        if r in outputs:
+            b.store(v, gep(b, F32, c.ptr(r), i))
 
 
 def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict[str, ir.Value],

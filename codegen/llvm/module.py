@@ -9,22 +9,18 @@ parked is in threads.py.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from llvmlite import ir
 
+from codegen.llvm import PROFILE, threads
 from codegen.llvm import kernels as K
-from codegen.llvm import threads
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
 from passes.fusion import FusionPlan, Kernel
 from passes.memory import MemoryPlan
-
-VERSION = "llvm-codegen-3"
-PROFILE = bool(os.environ.get("MLPC_PROFILE_KERNELS"))
 
 
 @dataclass
@@ -212,4 +208,4 @@ def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> 
     return ops[0].name
 
 
-__all__ = ["StepModule", "build_module", "VERSION", "F32"]
+__all__ = ["StepModule", "build_module", "F32"]

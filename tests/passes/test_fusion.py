@@ -64,3 +64,16 @@ def test_elementwise_chain_fuses_and_breaks_at_early_outside_readers():
     assert c in ew[0].outputs
     # `add` runs after the reduction read c, so it cannot join the first group
     assert len(ew) == 2
+
+
+def test_small_batch_weight_gradients_fuse_into_the_optimizer_kernel():
+    """At batch <= 4 dW = x^T dY is a rank-K update: recomputed inside the (single) optimizer kernel."""
+    g = mlp_train_graph([784, 256, 256, 10], 3, "relu", "ce", "adam")
+    plan = fuse(g)
+    opt = [k for k in plan.kernels if k.kind == "optimizer"]
+    assert len(opt) == 1
+    names = [g.ops[i].name for i in opt[0].ops]
+    assert names.count("matmul") == 3 and names.count("adam_update") == 6
+    assert "rank-k gradient" in plan.dump()
+    big = fuse(mlp_train_graph([784, 256, 256, 10], 16, "relu", "ce", "adam"))
+    assert all(big.graph.ops[i].name != "matmul" for k in big.kernels if k.kind == "optimizer" for i in k.ops)
