@@ -191,8 +191,10 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
             ir_hash=digest, inference_only=inference, checkpoint_meta=fixed_meta,
             model_spec=_model_spec(trainer), optimizer_spec=trainer.optimizer.spec(),
             mlpc_version=mlpc.__version__, abi_version=ABI_VERSION if abi_version is None else abi_version)
-        obj, _ir = link_object(modules, target)
+        obj, kernels_ir = link_object(modules, target)
         (build / f"{name}_kernels.o").write_bytes(obj)
+        if keep_sources:
+            (build / f"{name}_kernels.ll").write_text(kernels_ir)
         (build / f"{name}.h").write_text(render_header(spec))
         wsym = f"{name}__weights"
         (build / f"{name}.c").write_text(glue.render_glue(spec, f"{name}.h", wsym))
@@ -208,7 +210,7 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
         if keep_sources:
             src = out / f"{name}_src"
             src.mkdir(exist_ok=True)
-            for f in (f"{name}.c", f"{name}_weights.S", f"{name}_kernels.o", blob.name):
+            for f in (f"{name}.c", f"{name}_weights.S", f"{name}_kernels.o", f"{name}_kernels.ll", blob.name):
                 if (build / f).exists():
                     os.replace(build / f, src / f)
                     sources.append(src / f)

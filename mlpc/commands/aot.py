@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     p.add_argument("--train-batch", type=int, action="append", default=[],
                    help="also compile a training step for this many rows (repeatable), e.g. an epoch's last batch")
     p.add_argument("--predict-batch", type=int, default=None, help="rows per predict call (default: batch size)")
-    p.add_argument("--keep-sources", action="store_true", help="keep the generated C, assembly and object files")
+    p.add_argument("--keep-sources", action="store_true", help="keep the generated C, assembly, LLVM IR and object files")
     p.set_defaults(func=run)
 
 
