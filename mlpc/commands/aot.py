@@ -18,12 +18,14 @@ def register(sub: Any) -> None:
     p.add_argument("--weights", default=None, help="start from this checkpoint (Trainer.save / mlpc train --save)")
     p.add_argument("--generic", action="store_true", help="baseline x86-64 code (SSE2; no AVX, AVX2, AVX-512)")
     p.add_argument("--cpu", default=None, help="LLVM cpu name to compile for (default: this machine's)")
-    p.add_argument("--features", default=None, help='LLVM feature string for --cpu, e.g. "+avx2,+fma"')
+    p.add_argument("--features", default=None,
+                   help='LLVM features for --cpu, e.g. "+avx,+avx2,+fma" (sets the vector width and the CPU check)')
     p.add_argument("--threads", type=int, default=None, help="worker threads compiled into the step")
     p.add_argument("--train-batch", type=int, action="append", default=[],
                    help="also compile a training step for this many rows (repeatable), e.g. an epoch's last batch")
     p.add_argument("--predict-batch", type=int, default=None, help="rows per predict call (default: batch size)")
-    p.add_argument("--keep-sources", action="store_true", help="keep the generated C, assembly, LLVM IR and object files")
+    p.add_argument("--keep-sources", action="store_true",
+                   help="keep the generated C, assembly, LLVM IR and object files")
     p.set_defaults(func=run)
 
 

@@ -50,10 +50,10 @@ def test_steps_match_the_jit_trainer_and_the_reference(ragged, tmp_path):
         n = 7 if i % 3 else 3
         x, y = data(rng, n, 33, 5)
         got, want, exact = lib.step(x, y), ref.step(x, y), jit.step(x, y)
-        assert got == pytest.approx(exact, rel=1e-6, abs=1e-7)
+        assert got == exact  # the JIT's kernels, bit for bit
         assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
     for k, v in jit.parameters().items():
-        np.testing.assert_allclose(lib.parameters()[k], v, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(lib.parameters()[k], v)
     for k, v in ref.optimizer_state().items():
         np.testing.assert_allclose(lib.optimizer_state()[k], v, rtol=1e-3, atol=1e-6)
     assert lib.steps_taken == 8 and int(lib.optimizer_state()["t"]) == 8
