@@ -1,4 +1,4 @@
-/* Train and run an exported model from C: see docs/aot.md. */
+/* Train and run an exported model from C (docs/aot.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include "mnist_mlp.h"
