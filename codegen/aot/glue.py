@@ -12,7 +12,7 @@ from codegen.aot.spec import LibrarySpec, StepSpec
 # The integrity stamp (runtime/aot_stamp.py fills it in after linking).
 C_STAMP = ('__attribute__((used)) static const char mlpc__stamp[] = "MLPC-LIBRARY-SHA256:"\n    "' + '0' * 64 + '";')
 
-SUPPORT_C = Path(__file__).with_name("support.c")
+SUPPORT_C = [Path(__file__).with_name(f) for f in ("support.c", "safetensors.c")]
 
 # x86 features the library checks at create time, as __builtin_cpu_supports names.
 # (names GCC >= 9 and Clang >= 10 both accept; code using other features is caught by the loader's probe)
@@ -85,7 +85,7 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         f'#include "{header_name}"',
         "#pragma GCC visibility pop",
         "",
-        SUPPORT_C.read_text(),
+        *[f.read_text() for f in SUPPORT_C],
         "/* ---- the model ---------------------------------------------------------------------- */",
         "",
     ]
