@@ -39,10 +39,29 @@ class StepModule:
     threads: int = 1
 
 
-def kernel_threading(plan: FusionPlan, k: Kernel, target: Target) -> tuple[bool, str]:
-    """Whether kernel k splits across threads, and how (for gemm: 'n', 'm' or 'none')."""
+STEP_MIN_WORK = 30e6  # flop-equivalents: below this a step runs on the calling thread only
+
+
+def step_work(plan: FusionPlan) -> float:
+    """Rough work of one step: gemm flops plus ~8 flop-equivalents per streamed element."""
+    work = 0.0
+    for k in plan.kernels:
+        for i in k.ops:
+            op = plan.graph.ops[i]
+            if op.name == "matmul":
+                a = op.operands[0].shape
+                work += 2.0 * op.result.type.size * (a[0] if op.attrs["transpose_a"] else a[1])
+            else:
+                work += 8.0 * max(r.type.size for r in op.results) if op.results else 0.0
+    return work
+
+
+def kernel_threading(plan: FusionPlan, k: Kernel, target: Target, small_step: bool = False) -> tuple[bool, str]:
+    """Whether kernel k splits across threads, and how (for gemm: 'n', 'm' or 'none'). Waking
+    workers costs microseconds (milliseconds on an oversubscribed machine), so a step with little
+    work in total (small batches, small models) keeps every kernel on the calling thread."""
     ops = [plan.graph.ops[i] for i in k.ops]
-    nt = target.threads
+    nt = 1 if small_step else target.threads
     if k.kind == "gemm":
         axis = split_axis(gemm_shape(ops[0], target.lanes), nt, bool(k.colsums))
         return axis != "none", axis
@@ -71,7 +90,8 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
     mod.triple = target.triple
     input_names = [i.name for i in g.inputs]
     arg_index = {n: 1 + j for j, n in enumerate(input_names)}
-    threading = {k.index: kernel_threading(plan, k, target) for k in plan.kernels}
+    small = step_work(plan) < STEP_MIN_WORK
+    threading = {k.index: kernel_threading(plan, k, target, small) for k in plan.kernels}
     nt = target.threads if any(t for t, _ in threading.values()) else 1
     step = StepModule(mod, input_names, threads=nt)
 
@@ -192,7 +212,10 @@ def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> 
         return f"softmax_ce {' '.join(o.name for o in ops)}"
     if k.kind == "optimizer":
         K.emit_optimizer(c, ops, k.outputs)
-        return f"optimizer x{len(ops)} ({sum(o.operands[0].type.size for o in ops)} params)"
+        upd = [o for o in ops if o.name != "matmul"]
+        rank_k = len(ops) - len(upd)
+        return (f"optimizer x{len(upd)} ({sum(o.operands[0].type.size for o in upd)} params"
+                f"{f', {rank_k} rank-k gradients recomputed' if rank_k else ''})")
     if k.kind == "reduce":
         K.emit_reduce(c, ops[0])
     elif k.kind == "rowwise":
