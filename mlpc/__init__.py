@@ -15,6 +15,7 @@ from mlpc.errors import (
     ShapeError,
     VerifyError,
 )
+from mlpc.inspection import inspect
 from mlpc.ir import Graph
 from mlpc.parser import parse
 from mlpc.printer import print_graph
@@ -45,5 +46,5 @@ def load_library(path: str, probe: bool = True) -> Any:
 
 
 __all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "export", "init", "load",
+           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "export", "init", "inspect", "load",
            "load_library", "nn", "optim", "parse", "print_graph", "trace"]

@@ -12,7 +12,19 @@ def _names(wrt: str | list[str] | tuple[str, ...] | None, graph: Graph) -> list[
     if wrt is None or wrt == "params":
         return graph.inputs_with_role("param")
     names = wrt.split(",") if isinstance(wrt, str) else list(wrt)
+    known = [i.name for i in graph.inputs]
+    for n in names:
+        if n.strip() not in known:
+            raise MlpcError(f"autodiff: wrt={n.strip()!r} is not an input of @{graph.name}; inputs: {', '.join(known)}")
     return [graph.input(n.strip()) for n in names]
+
+
+def _of(graph: Graph, of: str) -> Value:
+    if not graph.has_output(of):
+        outs = ", ".join(o.name for o in graph.outputs)
+        raise MlpcError(f"autodiff: @{graph.name} has no output {of!r} to differentiate (outputs: {outs}); "
+                        "pass of=<output name>")
+    return graph.output(of).value
 
 
 def gradients(graph: Graph, of: Value, wrt: list[Value], builder: Builder) -> dict[Value, Value]:
@@ -47,7 +59,7 @@ def autodiff(graph: Graph, of: str = "loss", wrt: str | list[str] | None = None,
     """Add outputs `grad.<input>` = d(output `of`)/d(input) for the param inputs (or `wrt`)."""
     targets = _names(wrt, graph)
     b = Builder()
-    ct = gradients(graph, graph.output(of).value, [i.value for i in targets], b)
+    ct = gradients(graph, _of(graph, of), [i.value for i in targets], b)
     outs = list(graph.outputs)
     for i in targets:
         g = ct.get(i.value)
@@ -63,7 +75,7 @@ def hessian_vector_product(graph: Graph, of: str = "loss", wrt: str | list[str] 
     """Add data inputs `tangent.<p>` and outputs `hvp.<p>` = H v by differentiating (grad . v)."""
     targets = _names(wrt, graph)
     b = Builder()
-    ct = gradients(graph, graph.output(of).value, [i.value for i in targets], b)
+    ct = gradients(graph, _of(graph, of), [i.value for i in targets], b)
     tangents = [Input("tangent." + i.name, Value(i.value.type, "tangent." + i.name), "data") for i in targets]
     total: Value | None = None
     for i, t in zip(targets, tangents):

@@ -17,24 +17,46 @@ def register(sub: Any) -> None:
     p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--print-after-change", action="store_true", help="print the IR after passes that changed it")
     p.add_argument("--no-loc", action="store_true", help="omit source locations")
+    p.add_argument("--format", choices=("text", "dot", "svg", "png"), default="text",
+                   help="text IR, or a picture of the graph (dot; svg/png need Graphviz's `dot`)")
+    p.add_argument("-o", "--output", default=None, help="write here instead of standard output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     mode = "all" if args.print_after_all else "change" if args.print_after_change else None
+    from mlpc.inspection import Inspection
+
     trainer = compile_from_args(args, print_after=mode, ir_stream=sys.stdout)
+    view = Inspection(trainer)
     if args.list_stages:
-        print("\n".join(trainer.stages()))
+        print("\n".join(view.stages()))
         return 0
     if mode is not None:
         return 0
-    text = trainer.ir(args.stage) if args.stage in trainer.stages() else None
-    if text is None:
-        print(f"mlpc dump: error: no stage {args.stage!r}; stages: {', '.join(trainer.stages())}", file=sys.stderr)
+    if args.stage not in view.stages():
+        print(f"mlpc dump: error: no stage {args.stage!r}; stages: {', '.join(view.stages())}", file=sys.stderr)
         return 2
+    if args.format in ("svg", "png"):
+        return _write(args.output, view.render(args.stage, args.format), binary=args.format == "png")
+    text = view.dot(args.stage) if args.format == "dot" else view.ir(args.stage)
     if args.no_loc:
         import re
 
         text = re.sub(r' loc\("[^"]*"\)', "", text)
-    sys.stdout.write(text)
+    return _write(args.output, text.encode("utf-8"), binary=False)
+
+
+def _write(path: str | None, data: bytes, binary: bool) -> int:
+    if path is None or path == "-":
+        if binary and sys.stdout.isatty():
+            print("mlpc dump: error: PNG is binary; give -o FILE.png", file=sys.stderr)
+            return 2
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    from mlpc.commands.report import write_file
+
+    write_file(path, data)
     return 0
