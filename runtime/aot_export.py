@@ -179,8 +179,11 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
     buffers = [BufferSpec(check_tensor_name(i.name), i.role, i.value.dtype.value, tuple(i.value.shape))
                for i in first.inputs if i.role in ("param", "state")]
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=out))
+    except OSError as e:
+        raise MlpcError(f"cannot write to output folder {out}: {e.strerror or e}") from None
     try:
         full_ckpt, blob, fixed_meta = _checkpoint_blobs(trainer, build, name, inference, digest)
         spec = LibrarySpec(

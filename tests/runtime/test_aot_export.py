@@ -181,6 +181,12 @@ def test_bad_export_options_are_refused(tmp_path):
         export(tr, tmp_path, "ok", train_batches=[0])
     with pytest.raises(MlpcError, match="C compiler"):
         export(tr, tmp_path, "ok", cc="no-such-compiler-xyz")
+    with pytest.raises(MlpcError, match="the C compiler failed"):
+        export(tr, tmp_path, "ok", cflags=["-fno-such-flag-at-all"])
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(MlpcError, match="cannot write to output folder"):
+        export(tr, tmp_path / "afile", "ok")
+    assert not list(tmp_path.glob(".ok-build-*"))  # failed exports leave no build folders
 
 
 def test_named_cpu_and_features(tmp_path):
