@@ -50,16 +50,12 @@ def _step_tables(spec: LibrarySpec, st: StepSpec, tag: str) -> list[str]:
     ins = [-1 if n == "x" else -2 if n == "y" else index[n] for n in st.inputs]
     out = [f"int {st.symbol}(void **args);", f"void {st.symbol}_shutdown(void);",
            f"static const int mlpc__{tag}_in[] = {{{', '.join(map(str, ins))}}};"]
-    if st.copies:
-        rows = ", ".join(f"{{{index[b]}, {loc.arg}, {loc.offset}, {nb}}}" for b, loc, nb in st.copies)
-        out.append(f"static const mlpc__copy mlpc__{tag}_copies[] = {{{rows}}};")
     return out
 
 
 def _step_init(st: StepSpec, tag: str) -> str:
-    copies = f"mlpc__{tag}_copies" if st.copies else "NULL"
     return (f"{{{st.symbol}, {st.batch}, {len(st.inputs)}, mlpc__{tag}_in, {st.out.arg}, {st.out.offset}, "
-            f"{len(st.copies)}, {copies}, {st.label_classes}}}")
+            f"{st.label_classes}}}")
 
 
 def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str:
@@ -103,7 +99,6 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
     out.append(f"static const char mlpc__meta_json[] = {c_string(meta)};")
     out += [
         "",
-        "typedef struct mlpc__copy { int dst, arg; int64_t offset, nbytes; } mlpc__copy;",
         "typedef struct mlpc__step {",
         "    int (*fn)(void **args);  /* 0 ok, 1 a label out of range, 2 no worker threads */",
         "    int64_t batch;",
@@ -111,8 +106,6 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "    const int *in;            /* per argument: -1 x, -2 y, else a buffer index */",
         "    int out_arg;              /* the loss / logits live at (char *)args[out_arg] + out_offset */",
         "    int64_t out_offset;",
-        "    int ncopy;",
-        "    const mlpc__copy *copies; /* results to copy into state buffers after the call */",
         "    int classes;              /* > 0: check labels against [0, classes) */",
         "} mlpc__step;",
         "",
@@ -225,9 +218,6 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         '        return mlpc__fail(MLPC_E_INPUT, "a label is outside [0, %d)", st->classes);',
         "    if (rc != 0)",
         '        return mlpc__fail(MLPC_E_THREADS, "the step could not start its worker threads");',
-        "    for (i = 0; i < st->ncopy; i++)",
-        "        memmove(s->buf[st->copies[i].dst], (char *)args[st->copies[i].arg] + st->copies[i].offset,",
-        "                (size_t)st->copies[i].nbytes);",
         "    return MLPC_OK;",
         "}",
         "",

@@ -57,17 +57,17 @@ def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target)
 
     result_name = "loss" if kind == "train" else "logits"
     out: Loc | None = None
-    copies: list[tuple[str, Loc, int]] = []
     for o in graph.outputs:
         if o.name == result_name:
             out = loc(o.value)
-        elif o.name in state_names:
-            if o.name in mem.inplace or o.name in copied_in_kernel or o.value is input_value[o.name]:
-                continue  # the kernels already left the new value in the state buffer
-            copies.append((o.name, loc(o.value), o.value.type.nbytes))
+        elif o.name in state_names and not (o.name in mem.inplace or o.name in copied_in_kernel
+                                            or o.value is input_value[o.name]):
+            # the memory planner puts every new state value in place or copies it back in-kernel
+            raise MlpcError(f"the memory plan leaves the new value of {o.name!r} outside its buffer; "
+                            f"ahead-of-time export supports only in-place and copied-back state")
     if out is None:
         raise MlpcError(f"the {kind} graph has no output {result_name!r}")
-    spec = StepSpec(kind, batch, symbol, names, mem.arena_bytes, out, copies, classes, step.threads)
+    spec = StepSpec(kind, batch, symbol, names, mem.arena_bytes, out, classes, step.threads)
     return StepModuleText(spec, str(step.module))
 
 

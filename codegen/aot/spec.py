@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from codegen.aot.abi import ABI_VERSION
@@ -48,7 +48,6 @@ class StepSpec:
     inputs: list[str]               # "x", "y" or buffer names, in argument order
     arena: int                      # bytes of scratch the step needs
     out: Loc                        # the loss (train) or logits (predict)
-    copies: list[tuple[str, Loc, int]] = field(default_factory=list)  # (buffer, source, bytes) after a step
     label_classes: int = 0          # > 0: y holds class labels checked against [0, classes)
     threads: int = 1
 
