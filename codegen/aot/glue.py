@@ -18,7 +18,7 @@ SUPPORT_C = [Path(__file__).with_name(f) for f in ("support.c", "safetensors.c")
 # (names GCC >= 9 and Clang >= 10 both accept; code using other features is caught by the loader's probe)
 CPU_CHECKS = ("sse4.1", "sse4.2", "popcnt", "aes", "pclmul", "avx", "avx2", "fma", "bmi", "bmi2", "avx512f",
               "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vbmi", "avx512ifma", "avx512vpopcntdq",
-              "avx512vbmi2", "gfni", "vpclmulqdq", "avx512vnni", "avx512bitalg")
+              "avx512vbmi2", "gfni", "vpclmulqdq", "avx512vnni", "avx512bitalg", "sse4a", "fma4", "xop")
 
 
 def c_string(text: str, width: int = 100) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +163,16 @@ def test_damaged_embedded_weights_are_caught_by_their_checksum(small, tmp_path):
     stamp(path)  # the library's own check of its embedded checkpoint is next in line
     with pytest.raises(MlpcError, match="create.*the weights built into small failed its checksum"):
         mlpc.load_library(path)
+
+
+def test_a_cpu_without_the_compiled_instructions(small, tmp_path):
+    """Code compiled for XOP (AMD Bulldozer-family only) is refused by create() with MLPC_E_CPU on any
+    CPU without it, reported as a clear error instead of an illegal instruction."""
+    tr, _ = small
+    ex = export(tr, tmp_path, "xop", cpu="x86-64", features="+xop", threads=1)
+    flags = Path("/proc/cpuinfo").read_text().split()
+    if "xop" in flags:
+        assert mlpc.load_library(ex.library).target["features"] == "+xop"
+    else:
+        with pytest.raises(MlpcError, match="compiled for cpu x86-64, which has xop; this CPU lacks it"):
+            mlpc.load_library(ex.library)
