@@ -110,7 +110,7 @@ def render_header(spec: LibrarySpec) -> str:
             "",
         ]
     lines += [
-        f"/* Model outputs (logits) for {N}_PREDICT_BATCH rows: out gets {N}_PREDICT_BATCH x {N}_OUT_FEATURES.*/",
+        f"/* Model outputs (logits) for {N}_PREDICT_BATCH rows: out gets {N}_PREDICT_BATCH x {N}_OUT_FEATURES. */",
         f"int {n}_predict({n}_state *state, const float *x, float *out);",
         "",
         f"/* Model outputs for any n >= 0 rows (run in chunks of {N}_PREDICT_BATCH, the last one padded). */",
