@@ -43,7 +43,7 @@ def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | 
         y = tr.input("y", loss.target_type(batch, out.shape[1]))
         # keep inputs ordered x, y, params
         tr.inputs.insert(1, tr.inputs.pop())
-        return tr.graph(name, {"loss": loss(out, y)})
+        return tr.graph(name, {"loss": loss.trace(out, y)})
 
 
 class Trainer:

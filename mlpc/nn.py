@@ -206,6 +206,21 @@ class LeakyReLU(Module):
 class Loss:
     """A loss: `target_type` says what y must be, `__call__` traces the scalar loss."""
 
+    _loc = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Loss":
+        self = super().__new__(cls)
+        self._loc = user_location()  # the loss ops point at the line that built the loss
+        return self
+
+    def trace(self, prediction: Tensor, target: Tensor) -> Tensor:
+        tracer = Tracer.current()
+        tracer.module_locs.append(self._loc)
+        try:
+            return self(prediction, target)
+        finally:
+            tracer.module_locs.pop()
+
     def target_type(self, batch: int, out_features: int) -> TensorType:
         raise NotImplementedError
 

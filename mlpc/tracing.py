@@ -25,6 +25,8 @@ def user_location() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         fname = os.path.abspath(frame.f_code.co_filename)
+        if frame.f_code.co_filename.startswith("<frozen"):
+            return ""  # reached the interpreter's own start-up code: no user line
         if not fname.startswith(_PROJECT_DIRS):
             return f"{os.path.basename(fname)}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]

@@ -64,3 +64,14 @@ def test_data_dependent_control_flow_is_refused():
 
     with pytest.raises(TypeError, match="truth value"):
         mlpc.trace(f, {"x": f32(2)})
+
+
+def test_loss_ops_point_at_the_line_that_built_the_loss():
+    model = nn.Sequential(nn.Linear(3, 2))
+    loss = nn.MSELoss()  # this line
+    trainer = mlpc.compile(model, loss, batch_size=2)
+    (mse,) = [op for op in trainer.graph("traced").ops if op.name == "mse"]
+    import inspect
+
+    line = inspect.currentframe().f_lineno - 5
+    assert mse.loc == f"test_tracing.py:{line}"
