@@ -52,4 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for label, path in (("library", result.library), ("header", result.header), ("weights", result.weights),
                         *(("source", s) for s in result.sources)):
         print(f"  {label:8} {path} ({os.path.getsize(path)} bytes)")
+    out = os.path.abspath(args.output)
+    print(f"  build    cc -I{out} prog.c -L{out} -l{name} -Wl,-rpath,{out} -lm   (API: {result.header.name}, "
+          f"docs/aot.md)")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -118,7 +119,7 @@ def test_the_documented_c_example(exported, tmp_path):
 
 
 def test_mlpc_aot_command(tmp_path):
-    r = run(["python", "-m", "mlpc.cli", "aot", str(ROOT / "examples" / "models" / "mnist_mlp.py"), "-o",
+    r = run([sys.executable, "-m", "mlpc.cli", "aot", str(ROOT / "examples" / "models" / "mnist_mlp.py"), "-o",
              str(tmp_path), "--inference", "--generic", "--threads", "1"], cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "exported mnist_mlp" in r.stdout and "cpu=x86-64" in r.stdout and "inference only" in r.stdout
@@ -129,7 +130,7 @@ def test_mlpc_aot_command(tmp_path):
                            nn.CrossEntropyLoss(), optim.Adam(lr=1e-3), batch_size=128, backend="numpy")
     for k, v in trained.parameters().items():  # same seed, same initial weights
         np.testing.assert_array_equal(lib.parameters()[k], v)
-    bad = run(["python", "-m", "mlpc.cli", "aot", "-o", str(tmp_path), "--name", "9lives"], cwd=ROOT)
+    bad = run([sys.executable, "-m", "mlpc.cli", "aot", "-o", str(tmp_path), "--name", "9lives"], cwd=ROOT)
     assert bad.returncode == 1 and "C identifier" in bad.stderr
 
 
@@ -144,7 +145,7 @@ def test_mlpc_aot_from_a_checkpoint(tmp_path):
     for _ in range(3):
         tr.step(rng.standard_normal((32, 784)).astype(np.float32), rng.integers(0, 10, 32))
     tr.save(str(tmp_path / "ckpt.safetensors"))
-    r = run(["python", "-m", "mlpc.cli", "aot", str(tmp_path / "tiny.py"), "-o", str(tmp_path / "out"),
+    r = run([sys.executable, "-m", "mlpc.cli", "aot", str(tmp_path / "tiny.py"), "-o", str(tmp_path / "out"),
              "--weights", str(tmp_path / "ckpt.safetensors"), "--train-batch", "16"], cwd=ROOT)
     assert r.returncode == 0, r.stderr
     lib = mlpc.load_library(tmp_path / "out" / "libtiny.so")
