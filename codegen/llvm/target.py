@@ -58,13 +58,24 @@ def lanes_for(features: str) -> int:
 
 
 def host_threads() -> int:
-    env = os.environ.get("MLPC_NUM_THREADS")
-    if env:
-        return max(1, int(env))
+    """MLPC_NUM_THREADS if set (an integer, or `auto`); auto = the CPUs in this process's affinity
+    mask, but 1 when the 1-minute load average already exceeds them: on an oversubscribed machine a
+    second thread mostly waits at barriers for a descheduled partner (measured slower than one)."""
+    env = os.environ.get("MLPC_NUM_THREADS", "auto").strip().lower()
+    if env not in ("", "auto"):
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"MLPC_NUM_THREADS must be a positive integer or 'auto', got {env!r}") from None
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = max(1, os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0] > cpus + 0.5
+    except OSError:  # pragma: no cover - no load average
+        busy = False
+    return 1 if busy else cpus
 
 
 @cache

@@ -8,6 +8,12 @@ from mlpc import datasets, nn, optim
 from mlpc.errors import InputError
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Compiles go to a per-test cache, not the user's ~/.cache/mlpc."""
+    monkeypatch.setenv("MLPC_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def mnist():
     return datasets.mnist()
