@@ -1,8 +1,11 @@
 """mlpc: a compiler for training multi-layer perceptrons."""
 
+from typing import Any
+
 from mlpc import functional as F
 from mlpc import init, nn, optim
 from mlpc.api import Trainer, compile
+from mlpc.derivatives import grad, hessian
 from mlpc.errors import (
     CheckpointError,
     DatasetError,
@@ -29,6 +32,20 @@ def load(path: str, model: "nn.Module | None" = None, backend: str | None = None
     return load_trainer(path, model=model, backend=backend)
 
 
+def export(trainer: Trainer, outdir: str, name: str = "model", **options: Any) -> Any:
+    """Write OUTDIR/lib<name>.so, <name>.h and <name>.safetensors: the model as a C library (docs/aot.md)."""
+    from runtime.aot_export import export as _export
+
+    return _export(trainer, outdir, name, **options)
+
+
+def load_library(path: str, probe: bool = True) -> Any:
+    """Open a library written by `export` / `mlpc aot` through ctypes: step, predict, parameters, save."""
+    from runtime.aot_loader import load_library as _load_library
+
+    return _load_library(path, probe=probe)
+
+
 __all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "init", "inspect", "load", "nn", "optim",
-           "parse", "print_graph", "trace"]
+           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "export", "grad", "hessian", "init",
+           "inspect", "load", "load_library", "nn", "optim", "parse", "print_graph", "trace"]

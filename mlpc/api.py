@@ -51,7 +51,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss: nn.Loss, optimizer: Optimizer, batch_size: int,
                  backend: str, seed: int, in_features: int | None,
-                 print_after: str | None = None, ir_stream: Any = None, nan_guard: bool = False) -> None:
+                 print_after: str | None = None, ir_stream: Any = None, probe: bool = False,
+                 nan_guard: bool = False) -> None:
         from runtime.backend import get_backend
 
         if batch_size <= 0:
@@ -66,6 +67,8 @@ class Trainer:
         self.backend_name = backend
         self.nan_guard = nan_guard
         self.print_after, self.ir_stream = print_after, ir_stream
+        self.probe = probe
+        self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
         self.backend = get_backend(backend)
         self._stages: dict[str, str] = {}
         self._graphs: dict[str, Graph] = {}
@@ -93,8 +96,9 @@ class Trainer:
         raise MlpcError("the traced step has no loss op")
 
     def _pipeline(self) -> str:
+        probe = "probe," if self.probe else ""
         guard = ",nan_guard" if self.nan_guard else ""
-        return f"autodiff,{self.optimizer.pipeline_text()},simplify{guard}"
+        return f"autodiff,{probe}{self.optimizer.pipeline_text()},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
         from passes.manager import PassManager
@@ -154,6 +158,8 @@ class Trainer:
                                  f"(loss {float(np.asarray(out['loss']))}); the step was not applied, parameters "
                                  f"and optimizer state are those after step {self.steps_taken}")
         self.steps_taken += 1
+        if self.probe:
+            self.last_probe = {k: float(np.asarray(v)) for k, v in out.items() if k.startswith("probe.")}
         loss = float(np.asarray(out["loss"]))
         if not math.isfinite(loss):
             raise NumericalError(f"loss became {loss} at step {self.steps_taken}")
@@ -238,14 +244,16 @@ class Trainer:
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
             batch_size: int = 128, backend: str = "numpy", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
-            nan_guard: bool = False) -> Trainer:
+            probe: bool = False, nan_guard: bool = False) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
-    `nan_guard=True` adds the nan-guard pass: a step whose loss or gradients are NaN/Inf raises
+    `probe=True` adds the probe pass (per-layer activation and gradient norms, see passes/probe.py);
+    each `step` then leaves them in `trainer.last_probe`.
+    `nan_guard=True` adds the nan_guard pass: a step whose loss or gradients are NaN/Inf raises
     `mlpc.NumericalError` naming the step and leaves parameters and optimizer state untouched.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
-                   in_features, print_after, ir_stream, nan_guard)
+                   in_features, print_after, ir_stream, probe, nan_guard)

@@ -56,6 +56,13 @@ def _adam(op: Op) -> int:
     return per * _numel(op.operands[0])
 
 
+def _linear_solve(op: Op) -> int:
+    """LU factorization (2/3 n^3) plus forward/back substitution (2 n^2 per right-hand side)."""
+    n = op.operands[0].shape[0]
+    rhs = op.operands[1].shape[1] if op.operands[1].type.rank == 2 else 1
+    return (2 * n ** 3) // 3 + 2 * n * n * rhs
+
+
 # FLOP rules for ops that are not plain elementwise; anything not here or above costs 0 FLOPs
 # (shape ops, constants, one_hot: they only move or write memory).
 FLOP_RULES: dict[str, Callable[[Op], int]] = {
@@ -67,6 +74,8 @@ FLOP_RULES: dict[str, Callable[[Op], int]] = {
     "softmax_cross_entropy_grad": _rowwise(6),
     "mse": _rowwise(3),
     "sgd_update": _sgd, "momentum_update": _momentum, "adam_update": _adam,
+    "linear_solve": _linear_solve,
+    "eye": lambda op: 0, "concat": lambda op: 0, "slice": lambda op: 0,  # memory only
 }
 
 

@@ -38,14 +38,32 @@ class Interpreter:
             if arr.shape != t.shape:
                 raise InputError(f"input {inp.name!r} has shape {list(arr.shape)}, graph expects {list(t.shape)}")
             env[inp.value] = arr.astype(t.dtype.numpy, copy=False)
+        dead_after = self._dead_after()
         with np.errstate(all="ignore"):
-            for op in self.graph.ops:
+            for i, op in enumerate(self.graph.ops):
                 outs = self.run_op(op, [env[v] for v in op.operands])
                 for r, o in zip(op.results, outs):
                     env[r] = o
                 if observe is not None:
                     observe(op, outs)
+                for v in dead_after[i]:  # free intermediates after their last use: peak memory, not total
+                    env.pop(v, None)
         return {o.name: env[o.value] for o in self.graph.outputs}
+
+    def _dead_after(self) -> list[list[Value]]:
+        """For each op, the op results no later op or output reads (graph inputs are never freed)."""
+        last: dict[Value, int] = {}
+        for i, op in enumerate(self.graph.ops):
+            for v in op.operands:
+                last[v] = i
+            for r in op.results:
+                last.setdefault(r, i)
+        keep = {o.value for o in self.graph.outputs} | {i.value for i in self.graph.inputs}
+        dead: list[list[Value]] = [[] for _ in self.graph.ops]
+        for v, i in last.items():
+            if v not in keep:
+                dead[i].append(v)
+        return dead
 
 
 def interpret(graph: Graph, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:

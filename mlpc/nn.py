@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Iterator
 
 import numpy as np
@@ -45,7 +46,7 @@ class Module:
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+        raise TypeError(f"{type(self).__name__} must define forward(x)")
 
     def __call__(self, x: Any) -> Tensor:
         from mlpc.tracing import as_tensor
@@ -203,7 +204,7 @@ class LeakyReLU(Module):
         return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
 
 
-class Loss:
+class Loss(abc.ABC):
     """A loss: `target_type` says what y must be, `__call__` traces the scalar loss."""
 
     _loc = ""
@@ -221,11 +222,13 @@ class Loss:
         finally:
             tracer.module_locs.pop()
 
+    @abc.abstractmethod
     def target_type(self, batch: int, out_features: int) -> TensorType:
-        raise NotImplementedError
+        """The type the targets y must have for a batch."""
 
+    @abc.abstractmethod
     def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Trace the scalar loss."""
 
     def spec(self) -> dict:
         return {"type": type(self).__name__}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import linecache
 import os
 import sys
@@ -108,11 +109,12 @@ def as_tensor(x: Any, like: "Tensor | None" = None) -> "Tensor":
     raise TypeError(f"cannot use {type(x).__name__} as a traced tensor")
 
 
-class TensorOps:
+class TensorOps(abc.ABC):
     """Operator overloading shared by Tensor and nn.Parameter."""
 
+    @abc.abstractmethod
     def traced(self) -> "Tensor":
-        raise NotImplementedError("TensorOps subclasses define traced()")
+        """The traced Tensor this object stands for in the current trace."""
 
     def _bin(self, name: str, other: Any, reverse: bool = False) -> "Tensor":
         me = self.traced()

@@ -87,6 +87,13 @@ def cases(dtype: str = "f64") -> list[Case]:
         Case("momentum_update", [T(f, 3), T(f, 3), T(f, 3), T("i32")], {"unbiased": True}),
         Case("adam_update", [T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T("i32")],
              {"weight_decay": 0.01, "decoupled": True}),
+        Case("eye", [], {"n": 3, "dtype": f}),
+        Case("concat", [T(f, 2, 3), T(f, 4, 3)], {"axis": 0}),
+        Case("concat", [T(f, 2, 3), T(f, 2, 1), T(f, 2, 2)], {"axis": 1}),
+        Case("slice", [T(f, 5, 3)], {"axis": 0, "start": 1, "stop": 4}),
+        Case("slice", [T(f, 2, 6)], {"axis": 1, "start": 0, "stop": 2}),
+        Case("linear_solve", [T(f, 3, 3), T(f, 3)], {"shift": 5.0}),
+        Case("linear_solve", [T(f, 3, 3), T(f, 3, 2)], {"shift": 5.0, "method": "lu"}),
     ]
 
 

@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     mode = "all" if args.print_after_all else "change" if args.print_after_change else None
     from mlpc.inspection import Inspection
 
+    if args.stage in ("ttir", "ptx") or args.list_stages:
+        import os
+
+        os.environ.setdefault("MLPC_TRITON_AOT_IR", "1")  # without a GPU these come from an sm_90 compile
     trainer = compile_from_args(args, print_after=mode, ir_stream=sys.stdout)
     view = Inspection(trainer)
     if args.list_stages:

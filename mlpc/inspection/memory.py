@@ -42,7 +42,7 @@ def lifetimes(kp: KernelPlan) -> Lifetimes:
         try:
             from passes.memory import plan_memory  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
-            plan_memory = None
+            plan_memory = None  # type: ignore[assignment, unused-ignore]
         if plan_memory is not None:
             try:
                 mp = plan_memory(kp.fusion_plan)

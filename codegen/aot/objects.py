@@ -1,0 +1,91 @@
+"""Kernels of an exported library: the JIT's step modules, renamed, linked into one object file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+
+from codegen.aot.spec import Loc, StepSpec
+from codegen.llvm.compile import optimize_and_emit
+from codegen.llvm.module import build_module, scratch_needs
+from codegen.llvm.target import Target, init_llvm
+from mlpc.errors import MlpcError
+from mlpc.ir import Graph
+from mlpc.types import DType
+from passes.fusion import fuse
+from passes.memory import plan_memory
+
+JIT_ENTRY = "mlpc_step"          # int (void **args): 0 ok, 1 bad label, 2 no worker threads
+JIT_SHUTDOWN = "mlpc_shutdown"   # void (void): stops the step's worker pool
+
+
+@dataclass
+class StepModuleText:
+    spec: StepSpec
+    ir_text: str      # unoptimized LLVM IR of the step module, entry renamed to spec.symbol
+
+
+def _label_classes(graph: Graph) -> int:
+    y = next((i.value for i in graph.inputs if i.name == "y"), None)
+    for op in graph.ops:
+        if op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad") and op.operands[1] is y:
+            return int(op.operands[0].shape[1])
+        if op.name == "one_hot" and op.operands[0] is y:
+            return int(op.attrs["num_classes"])
+    return 0
+
+
+def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target) -> StepModuleText:
+    """Fuse, plan and generate `graph` exactly as the LLVM backend does, and describe its results."""
+    for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
+        if v.dtype not in (DType.f32, DType.i32, DType.i1):
+            raise MlpcError(f"ahead-of-time export computes in f32 (with i32 labels); got a {v.dtype.value} tensor")
+    plan = fuse(graph)
+    mem = plan_memory(plan, scratch_needs(plan, target))
+    classes = _label_classes(graph) if kind == "train" else 0
+    step = build_module(plan, mem, target, labels=[("y", classes)] if classes else None)
+    names = [i.name for i in graph.inputs]
+    arg = {n: 1 + j for j, n in enumerate(names)}
+    input_value = {i.name: i.value for i in graph.inputs}
+    state_names = {i.name for i in graph.inputs if i.role != "data"}
+    copied_in_kernel = {name for _v, name in mem.copy_back}
+
+    def loc(value: object) -> Loc:
+        slot = mem.slots[value]  # type: ignore[index]
+        return Loc(arg[slot.external], 0) if slot.external is not None else Loc(0, slot.offset)
+
+    result_name = "loss" if kind == "train" else "logits"
+    out: Loc | None = None
+    for o in graph.outputs:
+        if o.name == result_name:
+            out = loc(o.value)
+        elif o.name in state_names and not (o.name in mem.inplace or o.name in copied_in_kernel
+                                            or o.value is input_value[o.name]):
+            # the memory planner puts every new state value in place or copies it back in-kernel
+            raise MlpcError(f"the memory plan leaves the new value of {o.name!r} outside its buffer; "
+                            f"ahead-of-time export supports only in-place and copied-back state")
+    if out is None:
+        raise MlpcError(f"the {kind} graph has no output {result_name!r}")
+    spec = StepSpec(kind, batch, symbol, names, mem.arena_bytes, out, classes, step.threads)
+    return StepModuleText(spec, str(step.module))
+
+
+def link_object(steps: list[StepModuleText], target: Target) -> tuple[bytes, str]:
+    """One relocatable object with every step's entry point and pool shutdown (hidden) and its
+    kernels (internal); also returns the optimized IR text."""
+    init_llvm()
+    linked: llvm.ModuleRef | None = None
+    for s in steps:
+        mod = llvm.parse_assembly(s.ir_text)
+        for jit_name, aot_name in ((JIT_ENTRY, s.spec.symbol), (JIT_SHUTDOWN, s.spec.symbol + "_shutdown")):
+            fn = mod.get_function(jit_name)
+            fn.name = aot_name
+            fn.visibility = "hidden"
+        if linked is None:
+            linked = mod
+        else:
+            linked.link_in(mod)
+    assert linked is not None
+    compiled = optimize_and_emit(str(linked), target, want_asm=False)
+    return compiled.obj, compiled.ir_text

@@ -1,0 +1,1 @@
+"""The lecture's experiments: initialization probes, weight movement, optimizer studies, Newton."""

@@ -1,0 +1,146 @@
+"""Memory planning: one static arena sized at compile time, buffers reused by liveness (target-neutral).
+
+Every value a kernel hands to another kernel (or to the caller) gets a slot: an offset in the arena,
+or, for graph inputs, the caller's buffer. A param/state output is written in place into its input's
+buffer when no kernel reads the old value after the kernel that produces the new one; otherwise it
+gets an arena slot and a copy back at the end of the step. Two values share arena bytes only if
+their live ranges (first writer kernel to last reader kernel, inclusive) are disjoint, so no kernel
+ever sees two of its buffers overlap except an in-place update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlpc.ir import Graph, Value
+from passes.fusion import FusionPlan
+
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a value lives: `external` names a graph input's buffer, else `offset` in the arena."""
+
+    offset: int
+    nbytes: int
+    external: str | None = None
+
+
+@dataclass
+class MemoryPlan:
+    arena_bytes: int
+    slots: dict[Value, Slot]
+    inplace: dict[str, Value]                 # state name -> new value written into its buffer
+    copy_back: list[tuple[Value, str]]        # (new value in arena, state input name) after the step
+    scratch: dict[int, int] = field(default_factory=dict)  # kernel index -> arena offset of its scratch
+    intervals: dict[Value, tuple[int, int]] = field(default_factory=dict)
+
+    def dump(self, plan: FusionPlan) -> str:
+        from mlpc.printer import value_names
+
+        names = value_names(plan.graph)
+        lines = [f"// arena: {self.arena_bytes} bytes ({self.arena_bytes / 1024:.1f} KiB)"]
+        arena = sorted(((s.offset, v) for v, s in self.slots.items() if s.external is None), key=lambda t: t[0])
+        for off, v in arena:
+            lo, hi = self.intervals.get(v, (0, 0))
+            lines.append(f"//   %{names[v]}: {v.type} at [{off}, {off + self.slots[v].nbytes}) live k{lo}..k{hi}")
+        for k, off in sorted(self.scratch.items()):
+            lines.append(f"//   scratch of k{k} at {off}")
+        for name, v in self.inplace.items():
+            lines.append(f"//   in place: %{names[v]} -> {name}")
+        for v, name in self.copy_back:
+            lines.append(f"//   copy back: %{names[v]} -> {name}")
+        return "\n".join(lines) + "\n"
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _same_index_read(plan: FusionPlan, k: int, v: Value, new: Value) -> bool:
+    """Kernel k reads v only at the index it writes (elementwise-style), so writing over v is safe."""
+    kern = plan.kernels[k]
+    if kern.kind == "optimizer":
+        # each update op reads its own p/g/state at the index it writes; the old value must be
+        # read only by the op that produces the new value (ops run one after another)
+        readers = [plan.graph.ops[i] for i in kern.ops if v in plan.graph.ops[i].operands]
+        return len(readers) == 1 and v in readers[0].operands[:-1] and new in readers[0].results
+    if kern.kind == "elementwise":
+        out_shapes = {r.shape for i in kern.ops for r in plan.graph.ops[i].results}
+        return len(out_shapes) == 1 and v.shape in out_shapes and all(
+            plan.graph.ops[i].name != "reshape" for i in kern.ops)
+    return False
+
+
+def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -> MemoryPlan:
+    """Assign every kernel-boundary value a slot; `scratch_bytes[k]` reserves kernel-private bytes."""
+    g: Graph = plan.graph
+    n = len(plan.kernels)
+    inputs = {i.value: i for i in g.inputs}
+    producer: dict[Value, int] = {}
+    last_use: dict[Value, int] = {}
+    for kern in plan.kernels:
+        for v in kern.outputs:
+            producer[v] = kern.index
+        for v in kern.inputs:
+            last_use[v] = max(last_use.get(v, -1), kern.index)
+    for o in g.outputs:
+        last_use[o.value] = n  # live to the end of the step
+    state_inputs = {i.name: i for i in g.inputs if i.role in ("param", "state")}
+
+    inplace: dict[str, Value] = {}
+    copy_back: list[tuple[Value, str]] = []
+    slots: dict[Value, Slot] = {}
+    taken: set[Value] = set()
+    for o in g.outputs:
+        if o.name not in state_inputs or o.value is state_inputs[o.name].value:
+            continue
+        v = o.value
+        old = state_inputs[o.name].value
+        k = producer.get(v)
+        readers = [kk.index for kk in plan.kernels if old in kk.inputs]
+        ok = (k is not None and v not in taken and v not in inputs and old.type == v.type
+              and all(r < k or (r == k and _same_index_read(plan, k, old, v)) for r in readers))
+        if ok and k is not None:
+            # the old buffer must not be read through v's slot by later kernels of other names
+            inplace[o.name] = v
+            taken.add(v)
+            slots[v] = Slot(0, v.type.nbytes, o.name)
+        else:
+            copy_back.append((v, o.name))
+
+    # intervals of arena values
+    intervals: dict[Value, tuple[int, int]] = {}
+    for v, k in producer.items():
+        if v in slots or v in inputs:
+            continue
+        intervals[v] = (k, max(last_use.get(v, k), k))
+    for v, _name in copy_back:
+        if v in intervals:
+            intervals[v] = (intervals[v][0], n)
+    requests: list[tuple[object, int, int, int]] = [(v, t[0], t[1], _align(v.type.nbytes))
+                                                     for v, t in intervals.items()]
+    for kidx, nbytes in (scratch_bytes or {}).items():
+        if nbytes > 0:
+            requests.append((("scratch", kidx), kidx, kidx, _align(nbytes)))
+    # greedy: biggest first, lowest offset that does not overlap a live-overlapping placement
+    requests.sort(key=lambda r: (-r[3], r[1]))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, lo, hi)
+    where: dict[object, int] = {}
+    for key, lo, hi, size in requests:
+        conflicts = sorted((po, ps) for po, ps, a, b in placed if not (b < lo or hi < a))
+        off = 0
+        for po, ps in conflicts:
+            if off + size <= po:
+                break
+            off = max(off, _align(po + ps))
+        placed.append((off, size, lo, hi))
+        where[key] = off
+    arena = max((po + ps for po, ps, _, _ in placed), default=0)
+    for v in intervals:
+        slots[v] = Slot(where[v], v.type.nbytes)
+    for i in g.inputs:
+        slots[i.value] = Slot(0, i.value.type.nbytes, i.name)
+    scratch = {kidx: where[("scratch", kidx)] for kidx, nb in (scratch_bytes or {}).items() if nb > 0}
+    return MemoryPlan(_align(arena), slots, inplace, copy_back, scratch, intervals)

@@ -1,0 +1,103 @@
+"""On-disk compile cache: object code + metadata per (graph, shapes, target, version) key.
+
+One file per entry: magic, a JSON header (with the payload's SHA-256) and the payload. Writes go to
+a temporary file in the same directory and are renamed into place (atomic on POSIX). An entry that
+fails any check (magic, header, length, hash, version) is treated as a miss, so it is rebuilt and
+overwritten, never loaded. MLPC_CACHE_DIR overrides the location (default ~/.cache/mlpc);
+MLPC_CACHE_DIR=off disables the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+MAGIC = b"MLPCOBJ1"
+
+
+def cache_dir() -> Path | None:
+    env = os.environ.get("MLPC_CACHE_DIR")
+    if env is not None and env.strip().lower() in ("off", "0", "none", ""):
+        return None
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mlpc"
+
+
+def make_key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _path(key: str) -> Path | None:
+    d = cache_dir()
+    return None if d is None else d / f"{key[:2]}" / f"{key}.mlpcobj"
+
+
+def load(key: str) -> tuple[dict[str, Any], bytes, dict[str, str]] | None:
+    """(metadata, object bytes, texts) for `key`, or None when missing or corrupt."""
+    path = _path(key)
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        if data[:8] != MAGIC:
+            return None
+        (hlen,) = struct.unpack("<Q", data[8:16])
+        header = json.loads(data[16:16 + hlen].decode())
+        payload = data[16 + hlen:]
+        if header.get("key") != key or len(payload) != header["payload_len"]:
+            return None
+        if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+            return None
+        obj_len = header["obj_len"]
+        obj = payload[:obj_len]
+        texts = json.loads(zlib.decompress(payload[obj_len:]).decode()) if len(payload) > obj_len else {}
+        return header["meta"], obj, texts
+    except (ValueError, KeyError, struct.error, zlib.error, UnicodeDecodeError, TypeError):
+        return None
+
+
+def store(key: str, meta: dict[str, Any], obj: bytes, texts: dict[str, str]) -> bool:
+    """Write an entry atomically; returns False (and leaves no partial file) if that fails."""
+    path = _path(key)
+    if path is None:
+        return False
+    payload = obj + zlib.compress(json.dumps(texts).encode(), 3)
+    header = json.dumps({"key": key, "meta": meta, "obj_len": len(obj), "payload_len": len(payload),
+                         "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    blob = MAGIC + struct.pack("<Q", len(header)) + header + payload
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        return False
+
+
+def entry_path(key: str) -> Path | None:
+    return _path(key)

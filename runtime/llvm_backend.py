@@ -1,0 +1,296 @@
+"""The LLVM CPU backend: fusion + memory plan + LLVM codegen, one native call per training step."""
+
+from __future__ import annotations
+
+import ctypes
+import operator
+import statistics
+import threading
+import time
+import weakref
+from typing import Any
+
+import numpy as np
+
+from mlpc.errors import InputError, MlpcError
+from mlpc.ir import Graph
+from mlpc.printer import print_graph
+from mlpc.types import DType
+from passes.fusion import FusionPlan, fuse
+from passes.memory import MemoryPlan, plan_memory
+from runtime import compile_cache
+from runtime.backend import Record, register_backend
+
+STAGES = ("fused", "planned", "llvm", "asm")
+_STEP_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
+_SHUTDOWN_FN = ctypes.CFUNCTYPE(None)
+
+
+def _shutdown(fn: Any, loaded: Any) -> None:
+    fn()
+    del loaded
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    """A uint8 array of `nbytes` whose data pointer is `align`-byte aligned."""
+    raw = np.zeros(nbytes + align, np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + nbytes]
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    a = np.asarray(array)
+    out = aligned_empty(max(a.nbytes, 1)).view(a.dtype)[:a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def _label_checks(plan: FusionPlan) -> list[tuple[str, int]]:
+    """Data inputs used as class labels, with their class counts (checked before each step)."""
+    names = {i.value: i.name for i in plan.graph.inputs if i.role == "data"}
+    out = []
+    for op in plan.graph.ops:
+        if op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad") and op.operands[1] in names:
+            out.append((names[op.operands[1]], op.operands[0].shape[1]))
+        if op.name == "one_hot" and op.operands[0] in names:
+            out.append((names[op.operands[0]], int(op.attrs["num_classes"])))
+    return sorted(set(out))
+
+
+def _meta(graph: Graph, plan: FusionPlan, mem: MemoryPlan, threads: int) -> dict[str, Any]:
+    inputs = [[i.name, i.role, i.value.dtype.value, list(i.value.shape)] for i in graph.inputs]
+    in_value_name = {i.value: i.name for i in graph.inputs}
+    state = {i.name for i in graph.inputs if i.role != "data"}
+    outputs = []
+    for o in graph.outputs:
+        v = o.value
+        slot = mem.slots[v]
+        where: list[Any]
+        if v in in_value_name:
+            where = ["input", in_value_name[v]]
+        elif slot.external is not None:
+            where = ["input", slot.external]
+        else:
+            where = ["arena", slot.offset]
+        outputs.append([o.name, o.name in state, where, v.dtype.value, list(v.shape)])
+    return {"arena": mem.arena_bytes, "inputs": inputs, "outputs": outputs,
+            "labels": _label_checks(plan), "threads": threads}
+
+
+class LlvmCompiled:
+    """A loaded step: `run` fills a pointer array and makes one native call."""
+
+    def __init__(self, meta: dict[str, Any], loaded: Any, texts: dict[str, str], compile_seconds: float,
+                 from_cache: bool, graph: Graph | None = None, target: Any = None) -> None:
+        self.meta = meta
+        self.graph = graph
+        self.target = target
+        self._profiled: LlvmCompiled | None = None
+        self.loaded = loaded  # keeps the code alive
+        self.texts = texts
+        self.compile_seconds = compile_seconds
+        self.from_cache = from_cache
+        self.arena = aligned_empty(max(int(meta["arena"]), 64))
+        self.inputs = [(n, r, DType(d).numpy, tuple(s)) for n, r, d, s in meta["inputs"]]
+        self.ptrs = (ctypes.c_void_p * (1 + len(self.inputs)))()
+        self.ptrs[0] = self.arena.ctypes.data
+        self.fn = _STEP_FN(loaded.address)
+        self.lock = threading.Lock()
+        # stop the step's worker threads before the code they run is freed
+        weakref.finalize(self, _shutdown, _SHUTDOWN_FN(loaded.shutdown_address), loaded)
+        self.keep: list[Any] = [None] * len(self.inputs)
+        self.data = [(j, n, dt, s) for j, (n, r, dt, s) in enumerate(self.inputs) if r == "data"]
+        self.state_pos = [j for j, x in enumerate(self.inputs) if x[1] != "data"]
+        self.state_names = [self.inputs[j][0] for j in self.state_pos]
+        self.seen_state: list[Any] = [None] * len(self.state_pos)
+        self.labels = [(n, c) for n, c in meta["labels"]]
+        self.input_pos = {x[0]: i for i, x in enumerate(self.inputs)}
+        self.results: list[tuple[str, np.ndarray]] = []   # non-state outputs: views into the arena
+        self.copies: list[tuple[str, str, bool]] = []      # (output, input, is_state) copied on the host
+        for name, is_state, where, dt, shape in meta["outputs"]:
+            if where[0] == "arena":
+                n = int(np.prod(shape)) if shape else 1
+                view = self.arena[where[1]:where[1] + n * np.dtype(DType(dt).numpy).itemsize]
+                view = view.view(DType(dt).numpy).reshape(tuple(shape))
+                if is_state:
+                    self.copies.append((name, "", True))
+                    self.results.append(("state:" + name, view))
+                else:
+                    self.results.append((name, view))
+            elif not (is_state and where[1] == name):
+                self.copies.append((name, where[1], is_state))
+
+    def _bind_state(self, state: dict[str, Any], values: list[Any]) -> None:
+        for q, (j, value) in enumerate(zip(self.state_pos, values)):
+            if value is self.seen_state[q]:
+                continue
+            name, _role, dt, shape = self.inputs[j]
+            if not isinstance(value, np.ndarray) or value.dtype != dt or not value.flags.c_contiguous \
+                    or not value.flags.writeable:
+                raise InputError(f"state buffer {name!r} must be a writable contiguous {dt} array "
+                                 f"(use the backend's to_device)")
+            if value.shape != shape:
+                raise InputError(f"state {name!r} has shape {list(value.shape)}, the step expects {list(shape)}")
+            self.seen_state[q] = value
+            self.keep[j] = value
+            self.ptrs[1 + j] = value.ctypes.data
+
+    def run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        with self.lock:  # one arena per compiled step: callers on several Python threads take turns
+            return self._run(state, data)
+
+    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        try:
+            values = [state[n] for n in self.state_names]
+        except KeyError as e:
+            raise InputError(f"missing state input {e.args[0]!r}") from None
+        if not all(map(operator.is_, values, self.seen_state)):
+            self._bind_state(state, values)
+        for j, name, dt, shape in self.data:
+            try:
+                arr = data[name]
+            except KeyError:
+                raise InputError(f"missing data input {name!r}") from None
+            if type(arr) is not np.ndarray or arr.dtype != dt or not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(np.asarray(arr, dtype=dt)) if np.ndim(arr) else np.asarray(arr, dt)
+            if arr.shape != shape:
+                raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects "
+                                 f"{list(shape)}")
+            self.keep[j] = arr
+            self.ptrs[1 + j] = arr.ctypes.data
+        rc = self.fn(self.ptrs)
+        if rc:
+            if rc == 2:
+                raise MlpcError("the compiled step could not start its worker threads (pthread_create failed)")
+            self._label_error()
+        result: dict[str, Any] = {}
+        for name, view in self.results:
+            result[name] = view.copy()
+        if self.copies:
+            for name, src, is_state in self.copies:
+                val = result.pop("state:" + name) if not src else np.array(self.keep[self.input_pos[src]])
+                if is_state:
+                    np.copyto(state[name], val)
+                else:
+                    result[name] = val
+        return result
+
+    def profile(self, state: dict[str, Any], data: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
+        """{kernel name: median seconds on thread 0} from a cycle-counting build of the same step
+        (compiled once, cached); runs `repeats` steps, updating `state` (pass a copy)."""
+        if self.graph is None:
+            raise MlpcError("this compiled step does not know its graph; lower it with lower_graph")
+        if self._profiled is None:
+            self._profiled = lower_graph(self.graph, target=self.target, profile=True)
+        p = self._profiled
+        names = p.meta["kernels"]
+        counters = (ctypes.c_int64 * len(names)).from_address(p.loaded.engine.get_global_value_address("mlpc_prof"))
+        cycles = ctypes.CFUNCTYPE(ctypes.c_int64)(p.loaded.engine.get_function_address("mlpc_cycles"))
+        c0, t0 = cycles(), time.perf_counter()
+        time.sleep(0.02)
+        hz = (cycles() - c0) / (time.perf_counter() - t0)
+        p.run(state, data)
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(max(1, repeats)):
+            for i in range(len(names)):
+                counters[i] = 0
+            p.run(state, data)
+            for i, n in enumerate(names):
+                samples[n].append(counters[i] / hz)
+        return {n: statistics.median(v) for n, v in samples.items()}
+
+    def _label_error(self) -> None:
+        for name, classes in self.labels:
+            y = self.keep[self.input_pos[name]]
+            if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+                raise InputError(f"labels in {name!r} must be in [0, {classes}), got range "
+                                 f"[{int(y.min())}, {int(y.max())}]")
+        raise InputError("the compiled step rejected its input")
+
+
+def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
+                use_cache: bool = True, profile: bool = False) -> LlvmCompiled:
+    """Fuse, plan, generate and load `graph`, or load it from the compile cache (no codegen imports,
+    no LLVM work on a hit: the entry holds the object and every stage's text)."""
+    import llvmlite
+
+    from codegen.llvm import PROFILE, VERSION
+    from codegen.llvm.compile import LoadedCode
+    from codegen.llvm.target import host_target
+
+    t0 = time.perf_counter()
+    rec = record or (lambda stage, text: None)
+    target = target or host_target()
+    for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
+        if v.dtype not in (DType.f32, DType.i32, DType.i1):
+            raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); got a {v.dtype.value} tensor")
+    key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, llvmlite.__version__,
+                                 f"profile={PROFILE or profile}")
+    hit = compile_cache.load(key) if use_cache else None
+    if hit is not None:
+        meta, obj, texts = hit
+        try:
+            loaded = LoadedCode(obj, target)
+        except Exception:  # noqa: BLE001 - an object MCJIT cannot load is a cache miss
+            hit = None
+        else:
+            for stage in STAGES:
+                if stage in texts:
+                    rec(stage, texts[stage])
+            return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
+    meta, obj, texts = _generate(graph, target, PROFILE or profile)
+    for stage in STAGES:
+        rec(stage, texts[stage])
+    loaded = LoadedCode(obj, target)
+    if use_cache:
+        compile_cache.store(key, meta, obj, texts)
+    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False, graph, target)
+
+
+def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any], bytes, dict[str, str]]:
+    """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
+    from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
+    from codegen.llvm.module import build_module, scratch_needs
+
+    plan = fuse(graph)
+    mem = plan_memory(plan, scratch_needs(plan, target))
+    texts = {"fused": plan.dump(),
+             "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
+    step = build_module(plan, mem, target, labels=_label_checks(plan), profile=profile)
+    co = optimize_and_emit(str(step.module), target)
+    ir_funcs = split_functions_ir(co.ir_text)
+    asm_funcs = split_functions_asm(co.asm_text)
+    header = [f"; target {target.cpu} ({target.lanes} f32 lanes), {step.threads} thread(s), "
+              f"arena {mem.arena_bytes} bytes"]
+    ir_parts, asm_parts = list(header), [h.replace(";", "#", 1) for h in header]
+    for info in step.kernels:
+        tag = f"kernel {info.name}: {info.detail}{' [threaded]' if info.threaded else ''}"
+        ir_parts.append(f"; ---- {tag}\n{ir_funcs.get(info.name, '; (inlined)')}")
+        asm_parts.append(f"# ---- {tag}\n{asm_funcs.get(info.name, '# (inlined)')}")
+    for fn in ("mlpc_body", "mlpc_step", "mlpc_worker", "mlpc_barrier", "mlpc_shutdown"):
+        if fn in ir_funcs:
+            ir_parts.append(f"; ---- {fn}\n{ir_funcs[fn]}")
+        if fn in asm_funcs:
+            asm_parts.append(f"# ---- {fn}\n{asm_funcs[fn]}")
+    texts["llvm"] = "\n".join(ir_parts)
+    texts["asm"] = "\n".join(asm_parts)
+    meta = _meta(graph, plan, mem, step.threads)
+    meta["kernels"] = [k.name for k in step.kernels]
+    return meta, co.obj, texts
+
+
+class LlvmBackend:
+    name = "llvm"
+    stages: tuple[str, ...] = STAGES
+
+    def lower(self, graph: Graph, record: Record) -> LlvmCompiled:
+        return lower_graph(graph, record)
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        return aligned_copy(np.asarray(array))
+
+    def to_host(self, buffer: Any) -> np.ndarray:
+        return np.array(buffer, copy=True)
+
+
+register_backend("llvm", LlvmBackend)
