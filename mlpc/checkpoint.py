@@ -15,24 +15,29 @@ from mlpc.errors import CheckpointError, MlpcError
 if TYPE_CHECKING:
     from mlpc.api import Trainer
 
-FORMAT = "mlpc-checkpoint-2"  # version 2: the checksum also covers the metadata; scalars stay scalars
+FORMAT = "mlpc-checkpoint-1"  # also read and written by exported libraries (codegen/aot/safetensors.c)
 MAX_HEADER = 100 * 1024 * 1024
 MAX_BATCH = 1 << 24
 
 
-def checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> str:
-    """SHA-256 over tensor names, dtypes, shapes and bytes, then over the metadata (minus the checksum itself)."""
+def checksum(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over tensor names, dtypes, shapes and bytes (`mlpc.checksum`; the C side computes the same,
+    including np.ascontiguousarray's view of a scalar as shape (1,))."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        a = np.asarray(tensors[name])
+        a = np.ascontiguousarray(tensors[name])
         h.update(name.encode())
         h.update(str(a.dtype).encode())
         h.update(repr(a.shape).encode())
-        h.update(a.tobytes(order="C"))
-    if metadata is not None:
-        items = sorted((k, v) for k, v in metadata.items() if k != "mlpc.checksum")
-        h.update(json.dumps(items).encode())
+        h.update(a.tobytes())
     return h.hexdigest()
+
+
+def meta_checksum(metadata: dict[str, str]) -> str:
+    """SHA-256 over the metadata (`mlpc.meta_checksum`): a flipped digit in a learning rate or step count is
+    damage too. Checkpoints written by exported libraries (they carry `mlpc.library`) have only the tensor one."""
+    items = sorted((k, v) for k, v in metadata.items() if k not in ("mlpc.checksum", "mlpc.meta_checksum"))
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
 def temp_prefix(path: str) -> str:
@@ -84,7 +89,8 @@ def save_arrays(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, s
 
     meta = dict(metadata)
     meta["mlpc.format"] = FORMAT
-    meta["mlpc.checksum"] = checksum(tensors, meta)
+    meta["mlpc.checksum"] = checksum(tensors)
+    meta["mlpc.meta_checksum"] = meta_checksum(meta)
     # np.ascontiguousarray would turn 0-d arrays (the step count t) into shape [1]; np.require keeps them 0-d
     blob = save({k: np.require(v, requirements="C") for k, v in tensors.items()}, metadata=meta)
     try:
@@ -117,9 +123,10 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise CheckpointError(f"{path} is corrupt: {e}") from None
     fmt = metadata.get("mlpc.format")
     if fmt != FORMAT:
-        raise CheckpointError(f"{path} is not an mlpc checkpoint of this version (format {fmt!r}, "
-                              f"expected {FORMAT!r})")
-    if checksum(tensors, metadata) != metadata.get("mlpc.checksum"):
+        raise CheckpointError(f"{path} is not an mlpc checkpoint (format {fmt!r})")
+    if "mlpc.library" not in metadata and metadata.get("mlpc.meta_checksum") != meta_checksum(metadata):
+        raise CheckpointError(f"{path} failed its metadata checksum: the file is damaged")
+    if checksum(tensors) != metadata.get("mlpc.checksum"):
         raise CheckpointError(f"{path} failed its checksum: the file is damaged")
     return tensors, metadata
 

@@ -44,6 +44,14 @@ def _path(key: str) -> Path | None:
     return None if d is None else d / f"{key[:2]}" / f"{key}.mlpcobj"
 
 
+def _digest(key: str, meta: Any, obj_len: Any, payload: bytes) -> str:
+    """SHA-256 over the key, the metadata (arena size, buffer offsets: damage there is as fatal as in the
+    object code), the object length and the payload."""
+    h = hashlib.sha256(json.dumps([key, meta, obj_len], sort_keys=True).encode())
+    h.update(payload)
+    return h.hexdigest()
+
+
 def load(key: str) -> tuple[dict[str, Any], bytes, dict[str, str]] | None:
     """(metadata, object bytes, texts) for `key`, or None when missing or corrupt."""
     path = _path(key)
@@ -59,10 +67,10 @@ def load(key: str) -> tuple[dict[str, Any], bytes, dict[str, str]] | None:
         (hlen,) = struct.unpack("<Q", data[8:16])
         header = json.loads(data[16:16 + hlen].decode())
         payload = data[16 + hlen:]
-        if header.get("key") != key or len(payload) != header["payload_len"]:
+        if not isinstance(header, dict) or header.get("key") != key or len(payload) != header["payload_len"]:
             return None
-        if hashlib.sha256(payload).hexdigest() != header["sha256"]:
-            return None
+        if _digest(key, header["meta"], header["obj_len"], payload) != header["sha256"]:
+            return None  # the digest covers the header's metadata too: a damaged entry is never executed
         obj_len = header["obj_len"]
         obj = payload[:obj_len]
         texts = json.loads(zlib.decompress(payload[obj_len:]).decode()) if len(payload) > obj_len else {}
@@ -78,7 +86,7 @@ def store(key: str, meta: dict[str, Any], obj: bytes, texts: dict[str, str]) -> 
         return False
     payload = obj + zlib.compress(json.dumps(texts).encode(), 3)
     header = json.dumps({"key": key, "meta": meta, "obj_len": len(obj), "payload_len": len(payload),
-                         "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+                         "sha256": _digest(key, meta, len(obj), payload)}).encode()
     blob = MAGIC + struct.pack("<Q", len(header)) + header + payload
     tmp = None
     try:

@@ -88,11 +88,10 @@ def _forge(header: dict, body: bytes, declared_len: int | None = None) -> bytes:
 
 def _resign(header: dict, tensors: dict[str, np.ndarray]) -> dict:
     """Recompute mlpc's checksum so a forged file gets past it (the checksum is not a signature)."""
-    from mlpc.checkpoint import checksum
+    from mlpc.checkpoint import checksum, meta_checksum
 
-    meta = dict(header["__metadata__"])
-    meta.pop("mlpc.checksum", None)
-    header["__metadata__"]["mlpc.checksum"] = checksum(tensors, meta)
+    header["__metadata__"]["mlpc.checksum"] = checksum(tensors)
+    header["__metadata__"]["mlpc.meta_checksum"] = meta_checksum(header["__metadata__"])
     return header
 
 
