@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.filter_too_much])
-settings.register_profile("ci", max_examples=30, **_COMMON)
-settings.register_profile("long", max_examples=600, **_COMMON)
+settings.register_profile("ci", max_examples=100, **_COMMON)  # hypothesis's default count for tests without their own
+settings.register_profile("long", max_examples=2000, **_COMMON)
 PROFILES = ("ci", "long")
 
 
