@@ -6,7 +6,7 @@ import mlpc
 from mlpc import init, nn, optim
 from mlpc.datasets import mnist
 
-backend = sys.argv[1] if len(sys.argv) > 1 else "numpy"
+backend = sys.argv[1] if len(sys.argv) > 1 else "llvm"
 data = mnist()
 model = nn.Sequential(
     nn.Linear(784, 256, init=init.kaiming_normal()),

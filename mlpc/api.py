@@ -242,7 +242,7 @@ class Trainer:
 
 
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
-            batch_size: int = 128, backend: str = "numpy", seed: int = 0,
+            batch_size: int = 128, backend: str = "llvm", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
             probe: bool = False, nan_guard: bool = False) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.

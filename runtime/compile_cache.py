@@ -109,3 +109,24 @@ def store(key: str, meta: dict[str, Any], obj: bytes, texts: dict[str, str]) -> 
 
 def entry_path(key: str) -> Path | None:
     return _path(key)
+
+
+_FINGERPRINTS: dict[tuple[str, ...], str] = {}
+
+
+def source_fingerprint(*folders: str) -> str:
+    """A hash of the .py sources under the given folders (relative to the project root), computed once.
+
+    Part of every cache key, so editing the code generator can never serve objects built by older code.
+    """
+    if folders not in _FINGERPRINTS:
+        root = Path(__file__).resolve().parent.parent
+        h = hashlib.sha256()
+        for folder in folders:
+            base = root / folder
+            files = sorted(base.rglob("*.py")) if base.is_dir() else [base]
+            for f in files:
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+        _FINGERPRINTS[folders] = h.hexdigest()[:16]
+    return _FINGERPRINTS[folders]

@@ -224,7 +224,10 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
     for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
         if v.dtype not in (DType.f32, DType.i32, DType.i1):
             raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); got a {v.dtype.value} tensor")
-    key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, llvmlite.__version__,
+    sources = compile_cache.source_fingerprint("codegen/llvm", "passes/fusion.py", "passes/memory.py",
+                                               "runtime/llvm_backend.py")
+    key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, sources,
+                                 llvmlite.__version__,
                                  f"profile={PROFILE or profile}")
     hit = compile_cache.load(key) if use_cache else None
     if hit is not None:
