@@ -167,6 +167,6 @@ def test_numpy_results_are_unaffected_by_the_cache(cache: Path) -> None:
     import mlpc
     from mlpc import nn, optim
 
-    tr = mlpc.compile(nn.Sequential(nn.Linear(3, 2)), nn.CrossEntropyLoss(), optim.SGD(), batch_size=2)
+    tr = mlpc.compile(nn.Sequential(nn.Linear(3, 2)), nn.CrossEntropyLoss(), optim.SGD(), batch_size=2, backend="numpy")
     tr.step(np.zeros((2, 3), np.float32), [0, 1])
     assert not cache.exists()

@@ -71,7 +71,12 @@ def check_backend_graph(backend: str, g: Graph) -> None:
         raise
     count(f"random f32 graph on {backend} vs interpreter")
     state = {i.name: be.to_device(inputs[i.name]) for i in g.inputs if i.role != "data"}
-    got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
+    try:
+        got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
+    except Exception as e:  # noqa: BLE001 - a crash is a failure unless it is a known, reported bug
+        if known_issue(backend, e, "run"):
+            return
+        raise
     rtol = profile(backend).value_rtol
     try:
         assert sorted(got) == sorted(want), f"{backend} returned outputs {sorted(got)}, graph has {sorted(want)}"
