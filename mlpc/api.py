@@ -15,7 +15,7 @@ from mlpc.printer import print_graph
 from mlpc.tracing import Tracer
 from mlpc.types import DType, TensorType
 
-FRONT_STAGES = ("traced", "autodiff", "optimizer", "simplified", "guarded")
+FRONT_STAGES = ("traced", "autodiff", "optimizer", "simplified")
 
 
 def first_linear(model: nn.Module) -> nn.Linear | None:
