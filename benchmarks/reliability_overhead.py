@@ -5,7 +5,7 @@ SGD-momentum, batch 16 and 128). Guarded and plain trainers alternate in rounds 
 train on the same rotating set of distinct random batches; the reported time is the lowest of the rounds'
 median step times. Also: the time of `Trainer.save` (safetensors + checksum + fsync + rename).
 
-    python benchmarks/reliability_overhead.py [--quick] [--json PATH]
+    python benchmarks/reliability_overhead.py [--quick] [--json PATH]  (JSON: benchmarks/results/)
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def median_step(step: Callable, xs: list[np.ndarray], ys: list[np.ndarray], n: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
-    ap.add_argument("--json", default="benchmarks/reliability_overhead.json", help="where to write the results")
+    ap.add_argument("--json", default="benchmarks/results/reliability_overhead.json", help="where to write the results")
     args = ap.parse_args()
     rounds, steps = (3, 10) if args.quick else (5, 30)
     rng = np.random.default_rng(0)
