@@ -14,16 +14,23 @@ from passes.manager import register_pass
 Rewrite = Callable[[Op, dict[Value, Value]], "Value | None"]
 
 
+def _remapped(op: Op, mapping: dict[Value, Value]) -> Op:
+    """`op` reading the replacement of each remapped operand (a new Op only when something changed)."""
+    operands = [mapping.get(v, v) for v in op.operands]
+    if operands == op.operands:
+        return op
+    new = Op(op.name, operands, op.results, op.attrs, op.loc)
+    for r in op.results:
+        r.producer = new
+    return new
+
+
 def _rebuild(graph: Graph, rewrite: Rewrite) -> Graph:
     """Walk ops in order; `rewrite(op)` may return a Value that replaces the op's single result."""
     mapping: dict[Value, Value] = {}
     ops: list[Op] = []
     for op in graph.ops:
-        operands = [mapping.get(v, v) for v in op.operands]
-        if operands != op.operands:
-            op = Op(op.name, operands, op.results, op.attrs, op.loc)
-            for r in op.results:
-                r.producer = op
+        op = _remapped(op, mapping)
         replacement = rewrite(op, mapping) if len(op.results) == 1 else None
         if replacement is not None and replacement is not op.result:
             mapping[op.result] = replacement
@@ -60,11 +67,7 @@ def cse(graph: Graph) -> Graph:
     mapping: dict[Value, Value] = {}
     ops: list[Op] = []
     for op in graph.ops:
-        operands = [mapping.get(v, v) for v in op.operands]
-        if operands != op.operands:
-            op = Op(op.name, operands, op.results, op.attrs, op.loc)
-            for r in op.results:
-                r.producer = op
+        op = _remapped(op, mapping)
         k = _key(op)
         if k in seen:
             for old, new in zip(op.results, seen[k].results):
