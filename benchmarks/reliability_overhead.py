@@ -18,13 +18,13 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mlpc  # noqa: E402
+from benchmarks.cpu_step import time_round as median_step  # noqa: E402
 from mlpc import nn, optim  # noqa: E402
 from mlpc.errors import MlpcError  # noqa: E402
 from runtime.backend import available_backends  # noqa: E402
@@ -42,16 +42,6 @@ def make(backend: str, opt: str, batch: int, guard: bool) -> mlpc.Trainer:
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     o = optim.Adam(lr=1e-3) if opt == "adam" else optim.SGD(lr=1e-3, momentum=0.9)
     return mlpc.compile(model, nn.CrossEntropyLoss(), o, batch_size=batch, backend=backend, nan_guard=guard)
-
-
-def median_step(step: Callable, xs: list[np.ndarray], ys: list[np.ndarray], n: int, offset: int) -> float:
-    ts = []
-    for i in range(n):
-        j = (offset + i) % len(xs)
-        t = time.perf_counter()
-        step(xs[j], ys[j])
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main() -> None:
