@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlpc.ir import Graph, Value
-from passes.fusion import FusionPlan
+from passes.plan import FusionPlan
 
 ALIGN = 64
 
