@@ -14,8 +14,9 @@ data and the policy). Kernel kinds, in the spirit of TVM's FuseOps pattern kinds
 Ops in `policy.view_ops` get no kernel: they are strided views of their operand's buffer, and a
 kernel that reads one depends on the kernel that produced the viewed value.
 
-A group is placed at its last op; an op joins a group only if no outside op earlier than it reads
-the group's values, so ordering kernels by position is a topological order.
+A group is placed at its last op (an op joins it only if no outside op earlier than it reads the
+group's values) or, if the policy says so, at its first op (an op joins it only if its operands are
+ready there); either way ordering kernels by position is a topological order.
 """
 
 from __future__ import annotations
@@ -130,6 +131,16 @@ class _Planner:
                     return False
         return True
 
+    def at_first(self, k: Kernel) -> bool:
+        return self.policy.placement == "first" and k.kind != "optimizer"
+
+    def position(self, k: Kernel) -> int:
+        return min(k.ops) if self.at_first(k) else max(k.ops)
+
+    def may_join(self, k: Kernel, j: int, op: Op) -> bool:
+        """Op j may join k without breaking the order of kernels (see FusionPolicy.placement)."""
+        return self.ready_for(k, op) if self.at_first(k) else self.can_extend(k, j)
+
     def new(self, kind: str, i: int) -> Kernel:
         k = Kernel(kind, [i])
         self.kernels.append(k)
@@ -158,7 +169,7 @@ class _Planner:
             elif op.name in SCE:
                 key = (id(op.operands[0]), id(op.operands[1]))
                 k = sce_by_key.get(key)
-                if k is not None and self.can_extend(k, i) and all(self.ops[j].name != op.name for j in k.ops):
+                if k is not None and self.may_join(k, i, op) and all(self.ops[j].name != op.name for j in k.ops):
                     self.join(k, i)
                 else:
                     sce_by_key[key] = self.new("softmax_ce", i)
@@ -206,18 +217,23 @@ class _Planner:
         self.group_of[j] = opt
 
     def ready_for(self, k: Kernel, op: Op) -> bool:
-        """Every operand of `op` is computed inside k or by an op before k's first op."""
+        """Every operand of `op` is computed inside k or before k runs (for a kernel placed at its
+        last op: by an op before k's first op)."""
         first = min(k.ops)
         for w in op.operands:
             r = self.root(w)
             j = self.index.get(r) if r is not None else None
             if j is None or r in self.constants:
                 continue
-            if self.group_of.get(j) is k:
+            p = self.group_of.get(j)
+            if p is k:
                 if r is not w:
                     return False  # a view of a value still in registers
                 continue
-            if j >= first:
+            if self.at_first(k) and p is not None:
+                if self.position(p) >= first:  # computed where its kernel runs, maybe hoisted
+                    return False
+            elif j >= first:
                 return False
         return True
 
@@ -226,7 +242,7 @@ class _Planner:
         k = self.kernel_of_value(src)
         if k is None or k.kind not in self.policy.colsum_hosts or not colsum_axis0(op, src):
             return None
-        if not self.can_extend(k, i) or not self.reads_full_tile(k, src):
+        if not self.may_join(k, i, op) or not self.reads_full_tile(k, src):
             return None
         return k
 
@@ -252,7 +268,8 @@ class _Planner:
         for k in candidates:
             if not self.fits(k, op, shape):
                 continue
-            if self.ready_for(k, op) and self.can_extend(k, i) and (best is None or max(k.ops) > max(best.ops)):
+            if self.ready_for(k, op) and self.may_join(k, i, op) \
+                    and (best is None or self.position(k) > self.position(best)):
                 best = k
         return best
 
@@ -271,8 +288,8 @@ class _Planner:
 
     def finish(self) -> FusionPlan:
         ops = self.ops
-        # order: fills first (no inputs), then by each kernel's last op
-        self.kernels.sort(key=lambda k: (k.kind != "fill", max(k.ops)))
+        # order: fills first (no inputs), then by each kernel's position
+        self.kernels.sort(key=lambda k: (k.kind != "fill", self.position(k)))
         for n, k in enumerate(self.kernels):
             k.index = n
             inside = set(self.values_of(k))

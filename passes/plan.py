@@ -34,6 +34,12 @@ class FusionPolicy:
     inline_constants  scalar `full` values read only by elementwise code become immediates
     optimizer_by_key  one optimizer kernel per (update op, attributes, step counter, dtype), as
                       multi-tensor arenas need; else every update in one kernel
+    rewrites          registered passes (passes/gpu.py) the backend runs before planning
+    placement         "last": a kernel runs where its last op was (an op joins only if nothing
+                      outside reads the kernel's values before it); "first": it runs where its
+                      first op was (an op joins only if its operands are ready then), so later
+                      users of a kernel's values, such as an activation's derivative, fold into
+                      the kernel that computes them. Optimizer kernels always run at their last op.
     """
 
     name: str
@@ -43,6 +49,8 @@ class FusionPolicy:
     rank_k_max: int = 0
     inline_constants: bool = True
     optimizer_by_key: bool = False
+    rewrites: tuple[str, ...] = ()
+    placement: str = "last"
 
 
 @dataclass
