@@ -162,7 +162,7 @@ class Lowering:
     # -- driver ---------------------------------------------------------------------------
     def plan(self) -> Plan:
         opt_kernels = [k for k in self.fplan.kernels if k.kind == "optimizer"]
-        groups = {k.index: ([self.g.ops[i] for i in k.ops], {}) for k in opt_kernels}
+        groups: dict[int, tuple[list[Op], dict]] = {k.index: ([self.g.ops[i] for i in k.ops], {}) for k in opt_kernels}
         arena_inputs = self.assign_arenas(list(groups.values()))
         inputs: dict[str, View] = {}
         for inp in self.g.inputs:
