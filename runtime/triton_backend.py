@@ -113,6 +113,10 @@ class TritonCompiled:
         if device == "cuda":
             self._precompile()
 
+    def kernel_ops(self) -> dict[str, list[int]]:
+        """The planner's kernels (name -> op indices of the lowered graph) this step launches."""
+        return self.plan.fusion.kernel_ops() if self.plan.fusion is not None else {}
+
     def _precompile(self) -> None:
         """Compile every kernel now (JIT warmup with stand-in data buffers), so that lowering pays
         the compile time and records Triton's ttir/ptx before any step runs."""
@@ -250,7 +254,7 @@ class TritonBackend:
     """backend="triton": fused Triton kernels; precision tf32 (default), ieee, or bf16 operands."""
 
     name = "triton"
-    stages: tuple[str, ...] = ("kernels", "triton", "ttir", "ptx")
+    stages: tuple[str, ...] = ("fused", "kernels", "triton", "ttir", "ptx")
 
     def __init__(self, precision: str | None = None, cuda_graph: bool = True, aot_ir: bool | None = None) -> None:
         precision = precision or os.environ.get("MLPC_TRITON_PRECISION", "tf32")
@@ -269,6 +273,8 @@ class TritonBackend:
         plan = plan_graph(graph, sm_count, self.precision)
         launches = [render(k, self.precision) for k in plan.kernels]
         source = module_source(launches)
+        if plan.fusion is not None:
+            record("fused", plan.fusion.dump())
         record("kernels", describe_plan(plan, launches))
         record("triton", source)
         module = load_module(source)
