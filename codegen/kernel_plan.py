@@ -23,6 +23,7 @@ class Buffer:
     dtype: DType
     kind: str  # "data" | "state" | "temp" | "arena"
     source: str = ""  # input name for data/state buffers
+    offset: int | None = None  # byte offset of a temporary in the step's pool (codegen/triton_memory.py)
 
 
 @dataclass
@@ -127,6 +128,7 @@ class Plan:
     outputs: dict[str, View]  # non-state outputs
     copies: list[tuple[View, View]]  # (src, dst) after all kernels: state outputs not updated in place
     fusion: FusionPlan | None = None  # the planner's kernels this plan lowers
+    pool_bytes: int = 0  # one device allocation holding every temporary (codegen/triton_memory.py)
 
 
 class Lowering:
@@ -197,7 +199,7 @@ class Lowering:
             if not all(id(view) in dest for _, view in k.body.stores):
                 continue
             written = {view.buf for _, view in k.body.stores}
-            if any(written & {v.buf for v in _reads(other)} for other in self.kernels if other is not k):
+            if any(written & {v.buf for v in reads(other)} for other in self.kernels if other is not k):
                 continue
             targets = [dest[id(view)] for _, view in k.body.stores]
             target_bufs = {t.buf for t in targets}
@@ -469,7 +471,7 @@ class Lowering:
         return outputs, copies
 
 
-def _reads(k: Kernel) -> list[View]:
+def reads(k: Kernel) -> list[View]:
     """Every view a kernel reads."""
     if isinstance(k, MatmulKernel):
         return [k.a, k.b, *k.body.ext.values()]
@@ -488,5 +490,9 @@ def plan_graph(graph: Graph, sm_count: int = SM_COUNT, precision: str = "tf32") 
     """Plan `graph` with the Triton policy and lower the kernels; raises UnsupportedError for ops
     without a GPU kernel."""
     policy = TritonPolicy(sm_count=sm_count, precision=precision)
+    from codegen.triton_memory import plan_pool
+
     fplan = fuse(apply_rewrites(graph, policy.rewrites), policy)
-    return Lowering(fplan, policy).plan()
+    plan = Lowering(fplan, policy).plan()
+    plan_pool(plan)
+    return plan

@@ -255,10 +255,10 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
     """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
     from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
     from codegen.llvm.module import build_module, scratch_needs
-    from codegen.llvm.policy import POLICY
+    from codegen.llvm.policy import MEMORY, POLICY
 
     plan = fuse(graph, POLICY)
-    mem = plan_memory(plan, scratch_needs(plan, target))
+    mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
     texts = {"fused": plan.dump(),
              "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
     step = build_module(plan, mem, target, labels=_label_checks(plan), profile=profile)

@@ -163,7 +163,7 @@ def test_dump_stages_record_kernel_source_ttir_and_ptx() -> None:
     g = mlp_step_graph([20, 16, 4], 8)
     stages: dict[str, str] = {}
     TritonBackend("tf32", aot_ir=True).lower(g, stages.__setitem__)  # no GPU: compiled for sm_90
-    assert set(stages) == {"fused", "kernels", "triton", "ttir", "ptx"}
+    assert set(stages) == {"fused", "planned", "kernels", "triton", "ttir", "ptx"}
     assert stages["triton"].count("@triton.jit") == len(stages["kernels"].splitlines()) - 1
     assert "tt.dot" in stages["ttir"] and "tt.func" in stages["ttir"]
     assert ".target sm_9" in stages["ptx"] and "wgmma" in stages["ptx"]
