@@ -129,6 +129,7 @@ class Plan:
     copies: list[tuple[View, View]]  # (src, dst) after all kernels: state outputs not updated in place
     fusion: FusionPlan | None = None  # the planner's kernels this plan lowers
     pool_bytes: int = 0  # one device allocation holding every temporary (codegen/triton_memory.py)
+    origin: dict[str, str] = field(default_factory=dict)  # launch name -> the planned kernel it lowers
 
 
 class Lowering:
@@ -176,16 +177,19 @@ class Lowering:
                                inp.value.shape, inp.value.dtype)
             inputs[inp.name] = v
             self.views[inp.value] = v
+        origin: dict[str, str] = {}
         for k in self.fplan.kernels:
             self.exports = set(k.outputs)
+            before = len(self.kernels)
             if k.kind == "optimizer":
                 self.emit_optimizer(*groups[k.index])
             else:
                 self.lower(k)
+            origin.update((launch.name, k.name) for launch in self.kernels[before:])
         opt_ops = {id(self.g.ops[i]) for k in opt_kernels for i in k.ops}
         outputs, copies = self.place_outputs(inputs, opt_ops)
         copies = self.defer_state_updates(copies)
-        return Plan(self.g, self.kernels, self.buffers, inputs, outputs, copies, self.fplan)
+        return Plan(self.g, self.kernels, self.buffers, inputs, outputs, copies, self.fplan, origin=origin)
 
     def defer_state_updates(self, copies: list[tuple[View, View]]) -> list[tuple[View, View]]:
         """An elementwise kernel that only computes new state (the step count t + 1) runs after the

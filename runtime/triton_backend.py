@@ -313,7 +313,9 @@ def describe_plan(plan: Plan, launches: list[Launch]) -> str:
         names = [o.name for o in ops] + ["column sum"] * len(getattr(k, "colsums", []))
         extra = " + " + ", ".join(names) if names else ""
         meta = ", ".join(f"{a}={b}" for a, b in la.constexprs.items())
-        lines.append(f"{la.name}{extra}  grid={la.grid} warps={la.num_warps} stages={la.num_stages} {meta}")
+        plan_kernel = f" ({plan.origin[la.name]})" if la.name in plan.origin else ""
+        lines.append(f"{la.name}{extra}{plan_kernel}  grid={la.grid} warps={la.num_warps} "
+                     f"stages={la.num_stages} {meta}")
     return "\n".join(lines) + "\n"
 
 
