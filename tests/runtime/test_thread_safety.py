@@ -23,6 +23,7 @@ import mlpc
 from codegen.llvm.target import host_target
 from mlpc import nn, optim
 from mlpc.checkpoint import load_arrays
+from mlpc.errors import InputError
 from runtime.llvm_backend import lower_graph
 from tests.handgraphs import init_state, mlp_train_graph, random_data
 
@@ -169,7 +170,7 @@ def test_many_trainers_at_once_match_their_serial_runs(backend):
         assert all(np.isfinite(p).all() for p in preds[i])
 
 
-def test_exported_library_shared_by_threads_equals_a_serial_order(tmp_path):
+def test_exported_library_shared_by_threads_equals_a_serial_order_and_validates(tmp_path):
     from tests.aot_util import export
 
     tr = make("llvm")
@@ -182,6 +183,22 @@ def test_exported_library_shared_by_threads_equals_a_serial_order(tmp_path):
     assert same(final, states[-1])
     params = [{k: v for k, v in s.items() if k in reads[0]} for s in states]
     assert all(any(same(r, p) for p in params) for r in reads)
+    # the library's wrappers validate like a Trainer: evaluate's labels, masked arrays, load_state values
+    x, _ = plan(0)[1]
+    pred = lib.predict(x).argmax(axis=1)
+    assert lib.evaluate(x, pred) == 1.0
+    for bad in (pred[:, None], None, np.array(["a"] * len(x)), np.full(len(x), 3)):
+        with pytest.raises(InputError):
+            lib.evaluate(x, bad)
+    with pytest.raises(InputError, match="masked"):
+        lib.step(np.ma.masked_array(x), pred)
+    with pytest.raises(InputError, match="masked"):
+        lib.predict(np.ma.masked_array(x))
+    with pytest.raises(InputError, match="masked"):
+        lib.fit(x, np.ma.masked_array(pred))
+    with pytest.raises(InputError, match="outside"):
+        lib.load_state({"t": np.array(2 ** 40)})
+    assert same(snapshot(lib), states[-1])
 
 
 def wait_bounded(pid: int, seconds: float) -> int:
