@@ -118,7 +118,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     against the bytes really present before NumPy allocates anything."""
     arrays: dict[str, np.ndarray] = {}
     try:
-        with open_regular(path) as raw, zipfile.ZipFile(raw) as z:
+        with open_regular(path) as f, zipfile.ZipFile(f) as z:
             for info in z.infolist():
                 if info.file_size > MAX_NPZ_BYTES:
                     raise DatasetError(f"{path}: member {info.filename} declares {info.file_size} bytes, over the "
