@@ -199,6 +199,11 @@ def test_exported_library_shared_by_threads_equals_a_serial_order_and_validates(
     with pytest.raises(InputError, match="outside"):
         lib.load_state({"t": np.array(2 ** 40)})
     assert same(snapshot(lib), states[-1])
+    target, link = tmp_path / "real.safetensors", tmp_path / "link.safetensors"
+    lib.save(str(target))
+    os.symlink(target, link)
+    lib.save(str(link))  # the C writer replaces the file the link points to, not the link
+    assert link.is_symlink() and int(load_arrays(str(target))[1]["mlpc.steps"]) == lib.steps_taken
 
 
 def wait_bounded(pid: int, seconds: float) -> int:
