@@ -98,7 +98,8 @@ BAD_MODEL_VALUES = [
     ('batch_size = "abc"', "`batch_size` must be an integer in [1, 2147483647] (or left out), got 'abc' (str)"),
     ("batch_size = True", "`batch_size` must be an integer in [1, 2147483647] (or left out), got True (bool)"),
     ("batch_size = 0", "`batch_size` must be an integer in [1, 2147483647] (or left out), got 0 (int)"),
-    ("batch_size = 2 ** 40", "`batch_size` must be an integer in [1, 2147483647] (or left out), got 1099511627776 (int)"),
+    ("batch_size = 2 ** 40",
+     "`batch_size` must be an integer in [1, 2147483647] (or left out), got 1099511627776 (int)"),
     ("in_features = -3", "`in_features` must be an integer in [1, 2147483647] (or left out), got -3 (int)"),
     ('loss = "mse"', "`loss` must be a loss object such as nn.CrossEntropyLoss() (or left out), got 'mse' (str)"),
     ('optimizer = "adam"', "`optimizer` must be an optimizer object such as optim.Adam(lr=1e-3) (or left out), "
