@@ -41,11 +41,23 @@ def load_model_file(path: str | None) -> ModelFile:
         raise MlpcError(f"cannot import {path} as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except MlpcError:
+        raise
+    except SyntaxError as e:
+        raise MlpcError(f"{path}:{e.lineno}: SyntaxError: {e.msg}") from None
+    except Exception as e:  # noqa: BLE001 - the user's own code failed: name its line, not ours
+        raise MlpcError(f"{_user_line(path, e)}: {type(e).__name__}: {e}") from None
     ns: dict[str, Any] = vars(module)
     model = ns.get("model")
     if model is None and callable(ns.get("build")):
-        model = ns["build"]()
+        try:
+            model = ns["build"]()
+        except MlpcError:
+            raise
+        except Exception as e:  # noqa: BLE001 - as above
+            raise MlpcError(f"{_user_line(path, e)}: build() raised {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
         raise MlpcError(f"{path} must define `model = nn.Sequential(...)` or `def build(): return model`")
     return ModelFile(model, _checked(path, ns, "loss", nn.Loss, "a loss object such as nn.CrossEntropyLoss()"),
@@ -72,3 +84,12 @@ def _size(path: str, ns: dict[str, Any], name: str) -> int | None:
 def _show(value: Any) -> str:
     text = repr(value)
     return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
+def _user_line(path: str, error: BaseException) -> str:
+    """`path:line` of the innermost frame of the model file in the error's traceback."""
+    import traceback
+
+    here = os.path.abspath(path)
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if os.path.abspath(f.filename) == here]
+    return f"{path}:{lines[-1]}" if lines else path

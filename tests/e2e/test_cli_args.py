@@ -204,3 +204,15 @@ def test_train_npz_batch_bound_uses_the_npz_rows(capsys, tmp_path) -> None:
     code, _, err = run(["train", "--npz", str(tmp_path / "d.npz"), "--backend", "numpy", "--batch-size", "31"],
                        capsys)
     assert code == 2 and "expected an integer in [1, 30] (the number of training examples), got 31" in one_line(err)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from mlpc import nn\nmodel = nn.Sequential(nn.Linear(784, 8)\n", ":2: SyntaxError: '(' was never closed"),
+    ("from mlpc import nn\n\nx = 1 / 0\n", ":3: ZeroDivisionError: division by zero"),
+    ("def build():\n    return {}['missing']\n", ":2: build() raised KeyError: 'missing'"),
+])
+def test_a_model_file_that_fails_names_its_line(capsys, tmp_path, source, message) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    code, _, err = run(["stats", str(path), "--backend", "numpy"], capsys)
+    assert code == 1 and one_line(err) == f"mlpc stats: error: {path}{message}"
