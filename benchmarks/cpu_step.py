@@ -6,7 +6,7 @@ framework trains on the same rotating set of distinct random batches, frameworks
 rounds inside one process; each round gives a median step time, and the table reports the median
 over the rounds with their spread [min-max] (ratios are of medians). Also: one MNIST epoch (batch
 128, repeated), the gemm kernel's GFLOP/s vs numpy sgemm (repeated), and compile time (cold and
-from the on-disk cache, each in a fresh process).
+from the on-disk cache, each in fresh processes, repeated).
 
 A full run writes benchmarks/results/cpu_step.{json,txt}; a quick or partial run (--quick,
 --no-torch-compile, fewer rounds or a smaller budget) writes benchmarks/results/quick/ (ignored by
@@ -172,17 +172,21 @@ print(total, c.compile_seconds, c.from_cache)
 """
 
 
-def compile_times() -> dict:
+def compile_times(repeats: int) -> dict:
+    """Cold (empty compile cache) and cached compile, each in `repeats` fresh processes: median, min, max."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory() as d:
-        env = dict(os.environ, MLPC_CACHE_DIR=d, PYTHONPATH=root)
-        runs = []
-        for _ in range(2):
-            r = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], env=env, capture_output=True, text=True,
-                               cwd=root, timeout=300)
-            total, backend, cached = r.stdout.split()
-            runs.append({"mlpc.compile_s": float(total), "backend_lower_s": float(backend), "from_cache": cached})
-    return {"cold": runs[0], "cached": runs[1]}
+    out: dict[str, list[tuple[float, float, str]]] = {"cold": [], "cached": []}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, MLPC_CACHE_DIR=d, PYTHONPATH=root)
+            for kind in ("cold", "cached"):
+                r = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], env=env, capture_output=True,
+                                   text=True, cwd=root, timeout=300)
+                total, backend, cached = r.stdout.split()
+                out[kind].append((float(total), float(backend), cached))
+    return {kind: {"mlpc.compile_s": spread([t for t, _, _ in runs]),
+                   "backend_lower_s": spread([b for _, b, _ in runs]),
+                   "from_cache": sorted({c for _, _, c in runs})} for kind, runs in out.items()}
 
 
 def mnist_epoch(frameworks: list[str], threads: int, repeats: int) -> dict[str, dict | None]:
@@ -299,11 +303,13 @@ def main(argv: list[str] | None = None) -> None:
     report["mnist_epoch_s"] = mnist_epoch(frameworks, threads, epochs)
     for fw, v in report["mnist_epoch_s"].items():
         say(f"  {fw:8s} {fmt(v, 3)}")
-    say("\ncompile time of 784-256-256-10 + Adam (fresh processes):")
-    report["compile"] = compile_times()
+    say(f"\ncompile time of 784-256-256-10 + Adam, ms, median [min-max] of {epochs} fresh processes each:")
+    report["compile"] = compile_times(epochs)
     for k, v in report["compile"].items():
-        say(f"  {k:7s} mlpc.compile {v['mlpc.compile_s'] * 1e3:7.1f} ms, backend lower "
-            f"{v['backend_lower_s'] * 1e3:7.1f} ms, from cache: {v['from_cache']}")
+        ms = {key: {s: x * 1e3 if s != "n" else x for s, x in v[key].items()}
+              for key in ("mlpc.compile_s", "backend_lower_s")}
+        say(f"  {k:7s} mlpc.compile {fmt(ms['mlpc.compile_s'])}, backend lower {fmt(ms['backend_lower_s'])}, "
+            f"from cache: {'/'.join(v['from_cache'])}")
     say(f"\nload average at end: {load}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
