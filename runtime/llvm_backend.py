@@ -237,9 +237,12 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
         except Exception:  # noqa: BLE001 - an object MCJIT cannot load is a cache miss
             hit = None
         else:
+            from mlpc.inspection.locations import reattach_locations
+
             for stage in STAGES:
-                if stage in texts:
-                    rec(stage, texts[stage])
+                if stage in texts:  # the entry may come from another file's model of the same structure
+                    rec(stage, reattach_locations(texts[stage], graph) if stage in ("fused", "planned")
+                        else texts[stage])
             return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
     meta, obj, texts = _generate(graph, target, PROFILE or profile)
     for stage in STAGES:
