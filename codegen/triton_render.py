@@ -18,7 +18,7 @@ from codegen.kernel_plan import (
     RowwiseKernel,
     SceKernel,
 )
-from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
+from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, flit, op_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
 
@@ -261,7 +261,7 @@ def render_reduce(k: ReduceKernel) -> Launch:
            f"        t = tl.load({x} + rows[:, None] * sr + cols[None, :] * sc, mask=m, other={other})"
            ".to(tl.float32)",
            f"        {step}",
-           f"    res = {final} * {k.scale!r}",
+           f"    res = {final} * {flit(k.scale)}",
            f"    tl.store({out} + pid_s * C + cols, res.to({TL_DTYPE[k.out.dtype]}), mask=cmask)"]
     warps = 4 if br * bc >= 1024 else 1
     return Launch(k.name, "\n".join(src) + "\n", args.items, (k.splits, -(-cols // bc)),
@@ -348,7 +348,7 @@ def render_rowwise(k: RowwiseKernel) -> Launch:
 
 def _opt_math(k: OptKernel) -> list[str]:
     at = k.attrs
-    f = repr
+    f = flit
     if k.opname == "adam_update":
         lines = []
         if at["weight_decay"] and at["decoupled"]:
@@ -356,12 +356,14 @@ def _opt_math(k: OptKernel) -> list[str]:
         elif at["weight_decay"]:
             lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
         b1, b2 = float(at["beta1"]), float(at["beta2"])
-        lines += [f"    s0 = {b1!r} * s0 + {1 - b1!r} * g",
-                  f"    s1 = {b2!r} * s1 + {1 - b2!r} * (g * g)"]
+        lines += [f"    s0 = {flit(b1)} * s0 + {flit(1 - b1)} * g",
+                  f"    s1 = {flit(b2)} * s1 + {flit(1 - b2)} * (g * g)"]
         if at["bias_correction"]:
+            c1, c2 = (f"(1.0 - tl.exp(step * {flit(math.log(b))})).to(tl.float32)" if b > 0 else "1.0"
+                      for b in (b1, b2))
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c1 = (1.0 - tl.exp(step * {math.log(b1)!r})).to(tl.float32)" if b1 > 0 else "    c1 = 1.0",
-                      f"    c2 = (1.0 - tl.exp(step * {math.log(b2)!r})).to(tl.float32)" if b2 > 0 else "    c2 = 1.0",
+                      f"    c1 = {c1}",
+                      f"    c2 = {c2}",
                       "    mh = s0 / c1",
                       "    vh = s1 / c2"]
         else:
@@ -375,17 +377,17 @@ def _opt_math(k: OptKernel) -> list[str]:
         if at["momentum"]:
             mom = float(at["momentum"])
             lines += ["    first = tl.load(t) == 0",
-                      f"    s0 = tl.where(first, g, {mom!r} * s0 + {1 - float(at['dampening'])!r} * g)",
-                      f"    d = g + {mom!r} * s0" if at["nesterov"] else "    d = s0"]
+                      f"    s0 = tl.where(first, g, {flit(mom)} * s0 + {flit(1 - float(at['dampening']))} * g)",
+                      f"    d = g + {flit(mom)} * s0" if at["nesterov"] else "    d = s0"]
         else:
             lines.append("    d = g")
         lines.append(f"    p = p - {f(float(at['lr']))} * d")
         return lines
     if k.opname == "momentum_update":
         beta = float(at["beta"])
-        lines = [f"    s0 = {beta!r} * s0 + {1 - beta!r} * g"]
+        lines = [f"    s0 = {flit(beta)} * s0 + {flit(1 - beta)} * g"]
         if at["unbiased"]:
-            corr = f"(1.0 - tl.exp(step * {math.log(beta)!r})).to(tl.float32)" if beta > 0 else "1.0"
+            corr = f"(1.0 - tl.exp(step * {flit(math.log(beta))})).to(tl.float32)" if beta > 0 else "1.0"
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
                       f"    c = {corr}",
                       f"    p = p - {f(float(at['lr']))} * (s0 / c)"]

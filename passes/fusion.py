@@ -177,7 +177,12 @@ def fuse(graph: Graph) -> FusionPlan:
             new("gemm", i)
             continue
         if kind == "optimizer":
-            if optimizer is not None and can_extend(optimizer, i):
+            # an update reading another update's result (e.g. a second update of the same parameter) starts
+            # a new kernel: the optimizer kernel runs its updates in any order and keeps no result in registers
+            chained = optimizer is not None and any(
+                v.producer is not None and id(v.producer) in index and index[id(v.producer)] in optimizer.ops
+                and _kind(v.producer) == "optimizer" for v in op.operands)
+            if optimizer is not None and not chained and can_extend(optimizer, i):
                 join(optimizer, i)
             else:
                 optimizer = new("optimizer", i)
