@@ -109,7 +109,10 @@ def optimizer_state_names(opt: dict[str, Any], params: list[str]) -> list[str]:
 def train_step(layers: list[Layer], params: dict[str, np.ndarray], state: dict[str, np.ndarray],
                x: np.ndarray, y: np.ndarray, loss: str, opt: dict[str, Any]) -> float:
     """One optimizer step in place on `params`/`state` following DESIGN.md's update rules; returns the loss."""
-    value, grads = loss_and_grads(layers, gradient_point(params, state, opt), x, y, loss)
+    point = gradient_point(params, state, opt)
+    value, grads = loss_and_grads(layers, point, x, y, loss)
+    if point is not params:  # the gradient is taken at the look-ahead point; the step reports the loss at theta
+        value, _ = loss_and_grads(layers, params, x, y, loss)
     apply_update(params, state, grads, opt)
     return value
 
@@ -118,7 +121,6 @@ def gradient_point(params: dict[str, np.ndarray], state: dict[str, np.ndarray], 
                    ) -> dict[str, np.ndarray]:
     """Where the step takes the gradient: the parameters, or the look-ahead point of Nesterov Momentum."""
     if opt["type"] == "Momentum" and opt["nesterov"]:
-        # mlpc's step reports the loss where the gradient is taken: at the look-ahead point
         return {k: p - opt["lr"] * state[f"momentum.u.{k}"] for k, p in params.items()}
     return params
 
