@@ -139,3 +139,38 @@ def _adam_ref(*operands, eps, bias_correction, decoupled, clip):
 register(OpDef("adam_update", "optimizer", _infer("adam_update"), _adam_ref, None,
                {"eps": 1e-8, "bias_correction": True, "decoupled": False, "clip": False},
                "Adam/AdamW: (p, g, m, v, t, lr, beta1, beta2, weight_decay, [gscale]) -> (p', m', v')"))
+
+
+HYPER_DEFAULTS = {"lr": 0.01, "momentum": 0.0, "beta": 0.9, "beta1": 0.9, "beta2": 0.999, "weight_decay": 0.0,
+                  "gscale": 1.0}
+
+
+def split_attrs(name: str, options: dict) -> tuple[Attrs, dict[str, float]]:
+    """Mixed options (lr=..., momentum=0.9, nesterov=True, ...) -> (the op's structural attrs, the
+    runtime values of its hyperparameters); for hand-built graphs that inline hyperparameters."""
+    opts = dict(options)
+    values = {k: float(opts.pop(k)) for k in list(opts) if k in HYPER_DEFAULTS and k != "momentum"}
+    if name == "sgd_update":
+        mom = opts.pop("momentum", 0.0)
+        values["momentum"] = float(mom)
+        opts["momentum"] = bool(mom)
+    attrs = {**_ATTR_DEFAULTS[name], **opts}
+    names = hyper_names(name, attrs)
+    return attrs, {k: values.get(k, HYPER_DEFAULTS[k]) for k in names}
+
+
+_ATTR_DEFAULTS: dict[str, Attrs] = {"sgd_update": SGD_ATTRS, "momentum_update": {"unbiased": False, "clip": False},
+                                    "adam_update": {"eps": 1e-8, "bias_correction": True, "decoupled": False,
+                                                    "clip": False}}
+
+
+def inline_update(b, name: str, p, g, state: list, t, options: dict, consts: dict):
+    """Emit update op `name` with its hyperparameters as `full` constants from mixed `options`
+    (hand-built graphs); `consts` shares the constants between the parameters of one graph."""
+    attrs, values = split_attrs(name, options)
+    hv = []
+    for k in hyper_names(name, attrs):
+        if k not in consts:
+            consts[k] = b.scalar(values[k], p)
+        hv.append(consts[k])
+    return b.op(name, p, g, *state, t, *hv, **attrs)
