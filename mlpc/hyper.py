@@ -10,6 +10,9 @@ from mlpc.errors import MlpcError
 from mlpc.optim import Adam, Momentum, Optimizer
 from passes.optimizer import hyper_input
 
+# values lr schedulers keep per group (torch keeps them in optimizer.param_groups too)
+SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+
 
 def _hyper_of(opt: Optimizer, key: str) -> list[str]:
     """The runtime hyperparameters behind a torch-style group option."""
@@ -56,6 +59,7 @@ class HyperParams:
         self.internal = [k + 1 for k in range(len(self.user_groups))] + ([0] if self.rest else [])
         base = optimizer.hyper_values()
         self.values: dict[int, dict[str, float]] = {k: dict(base) for k in self.internal}
+        self.extras: dict[int, dict[str, float]] = {k: {} for k in self.internal}
         for k, ov in enumerate(overrides):
             for key, v in ov.items():
                 self.set(key, v, k)
@@ -119,7 +123,8 @@ class HyperParams:
         return {hyper_input(n, k): v for k, vals in self.values.items() for n, v in vals.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"version": 1, "groups": [dict(self.values[k]) for k in self.internal]}
+        return {"version": 1, "groups": [dict(self.values[k]) for k in self.internal],
+                "extras": [dict(self.extras[k]) for k in self.internal]}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         groups = sd.get("groups")
@@ -131,6 +136,8 @@ class HyperParams:
                 if n not in self.values[k]:
                     raise MlpcError(f"hyperparameter state names {n!r}, which this step does not have")
                 self.values[k][n] = self.optimizer.check_hyper(n, v)
+        for g, extra in enumerate(sd.get("extras") or []):
+            self.extras[self.internal[g]] = {n: float(v) for n, v in extra.items() if n in SCHEDULER_KEYS}
 
 
 class ParamGroup:
@@ -146,14 +153,33 @@ class ParamGroup:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys() or key in self._extras()
+
+    def _extras(self) -> dict[str, float]:
+        return self._h.extras[self._h.internal[self._i]]
+
     def __getitem__(self, key: str) -> Any:
         if key == "params":
             return self._h.params_of(self._i)
+        if key in SCHEDULER_KEYS:
+            try:
+                return self._extras()[key]
+            except KeyError:
+                raise KeyError(key) from None
         return self._h.get(key, self._i)
+
+    def setdefault(self, key: str, value: Any) -> Any:
+        if key not in self:
+            self[key] = value
+        return self[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key == "params":
             raise MlpcError("a group's parameters are compiled into the step: pass param_groups= to mlpc.compile")
+        if key in SCHEDULER_KEYS:
+            self._extras()[key] = float(value)
+            return
         self._h.set(key, value, self._i)
         if self._on_change is not None:
             self._on_change()

@@ -239,3 +239,12 @@ def hyper_feed(graph: Any, groups: list[dict[str, float]]) -> dict[str, Any]:
         else:
             raise MlpcError(f"no value for hyperparameter input {inp.name}")
     return feed
+
+
+def __getattr__(name: str) -> Any:
+    """`mlpc.optim.lr_scheduler` is the module mlpc.lr_scheduler (imported on first use)."""
+    if name == "lr_scheduler":
+        import importlib
+
+        return importlib.import_module("mlpc.lr_scheduler")
+    raise AttributeError(f"module 'mlpc.optim' has no attribute {name!r}")
