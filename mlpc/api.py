@@ -230,6 +230,21 @@ class Trainer:
             self._state[name] = (self.backend.to_device(np.asarray(value, dt)) if buf is None
                                  else write_scalar(self.backend, buf, value, dt))
 
+    def hyper_arrays(self) -> dict[str, np.ndarray]:
+        """The step's hyperparameter inputs as scalars of their dtype (what checkpoints store as hyper/<name>)."""
+        return {n: np.asarray(v, self._hyper_dtypes[n]) for n, v in self.hyper.feed().items()}
+
+    def load_hyper_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take hyperparameter inputs that differ from the current values' rounding (set by an exported library)."""
+        known = self.hyper.feed()
+        for name, arr in arrays.items():
+            if name not in known:
+                raise MlpcError(f"unknown hyperparameter input {name!r}")
+            value = np.asarray(arr).reshape(()).astype(self._hyper_dtypes[name])
+            if value != np.asarray(known[name], self._hyper_dtypes[name]):
+                self.hyper.set_input(name, float(value))
+        self._push_hyper()
+
     def set_hyper(self, key: str, value: Any, group: int | None = None) -> None:
         """Set a torch-style option (lr, momentum, betas, weight_decay) of one group or all groups."""
         self.hyper.set(key, value, group)

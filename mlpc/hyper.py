@@ -118,6 +118,15 @@ class HyperParams:
         return MlpcError(f"{opt} has no runtime hyperparameter {key!r} (settable: {keys})")
 
     # --- the step's inputs ---------------------------------------------------------------
+    def set_input(self, name: str, value: float) -> None:
+        """Set a value by its graph input name (hyper.lr, hyper.g1.weight_decay, ...)."""
+        for k, vals in self.values.items():
+            for n in vals:
+                if hyper_input(n, k) == name:
+                    vals[n] = self.optimizer.check_hyper(n, value)
+                    return
+        raise MlpcError(f"unknown hyperparameter input {name!r}")
+
     def feed(self) -> dict[str, float]:
         """{graph input name: value} for every hyper input of the step."""
         return {hyper_input(n, k): v for k, vals in self.values.items() for n, v in vals.items()}
