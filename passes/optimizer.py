@@ -113,11 +113,24 @@ def _groups(groups: Any) -> list[list[str]]:
     return [list(g) for g in (groups or ())]
 
 
+RUNTIME = ("lr", "beta", "betas", "beta1", "beta2", "weight_decay")
+
+
+def _refuse_runtime(name: str, runtime: dict[str, Any]) -> None:
+    """Runtime hyperparameters are graph inputs, not pass options: say so instead of a bare TypeError."""
+    for key in runtime:
+        if key in RUNTIME:
+            raise MlpcError(f"pass {name}: {key} is a runtime input of the step (hyper.{key}, set by the trainer), "
+                            f"not a pass option")
+        raise MlpcError(f"pass {name}: unknown option {key!r}")
+
+
 @register_pass("sgd")
 def sgd(graph: Graph, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-        clip: float = 0.0, groups: Any = ()) -> Graph:
+        clip: float = 0.0, groups: Any = (), **runtime: Any) -> Graph:
     """PyTorch SGD; momentum != 0 adds the buffer (state `sgd.buf.<p>`) and a runtime `momentum`;
     runtime `lr`, `weight_decay` (hyper inputs)."""
+    _refuse_runtime("sgd", runtime)
     if nesterov and (not momentum or dampening):
         raise MlpcError("Nesterov SGD needs momentum > 0 and dampening 0")
     attrs = dict(momentum=bool(momentum), dampening=float(dampening), nesterov=bool(nesterov), clip=bool(clip))
@@ -131,9 +144,10 @@ def sgd(graph: Graph, momentum: float = 0.0, dampening: float = 0.0, nesterov: b
 
 @register_pass("momentum")
 def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip: float = 0.0,
-             groups: Any = ()) -> Graph:
+             groups: Any = (), **runtime: Any) -> Graph:
     """The lecture's momentum (state `momentum.u.<p>`, runtime `lr` and `beta`); Nesterov evaluates
     the graph at p - lr*u with the runtime lr."""
+    _refuse_runtime("momentum", runtime)
 
     def emit(b: Builder, p: Value, g: Value, state: list[Value], t: Value, h: list[Value]) -> Any:
         return b.momentum_update(p, g, state[0], t, *h, unbiased=unbiased, clip=bool(clip))
@@ -152,8 +166,9 @@ def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip:
 
 @register_pass("adam")
 def adam(graph: Graph, eps: float = 1e-8, bias_correction: bool = True, decoupled: bool = False,
-         clip: float = 0.0, groups: Any = ()) -> Graph:
+         clip: float = 0.0, groups: Any = (), **runtime: Any) -> Graph:
     """Adam / AdamW (states `adam.m.<p>`, `adam.v.<p>`; runtime lr, beta1, beta2, weight_decay)."""
+    _refuse_runtime("adam", runtime)
     attrs = dict(eps=float(eps), bias_correction=bool(bias_correction), decoupled=bool(decoupled), clip=bool(clip))
 
     def emit(b: Builder, p: Value, g: Value, state: list[Value], t: Value, h: list[Value]) -> Any:
