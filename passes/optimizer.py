@@ -64,7 +64,12 @@ def _clip_scale(b: Builder, grads: list[Value], max_norm: float) -> Value:
     """min(1, max_norm / (||all grads||_2 + 1e-6)) as an f32[] value."""
     total: Value | None = None
     for g in grads:
-        sq = b.sum(b.square(g), axes=tuple(range(len(g.shape))))
+        # column sums first: fusion computes them in the registers of the kernel producing g (the
+        # weight-gradient matmul's epilogue), so the squares are never written to memory
+        sq = b.square(g)
+        while len(sq.shape) > 1:
+            sq = b.sum(sq, axes=(0,))
+        sq = b.sum(sq, axes=(0,)) if sq.shape else sq
         total = sq if total is None else b.add(total, sq)
     assert total is not None
     norm = b.sqrt(total)
