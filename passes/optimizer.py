@@ -181,3 +181,16 @@ def adam(graph: Graph, eps: float = 1e-8, bias_correction: bool = True, decouple
 
     return apply_updates(graph, "adam", ["m", "v"], ["lr", "beta1", "beta2", "weight_decay"], emit,
                          _groups(groups), clip)
+
+
+def bind_hyper(graph: Graph, values: dict[str, float]) -> Graph:
+    """The graph with its `hyper` inputs replaced by constants (`values[name]`): a step with frozen
+    hyperparameters, e.g. for differential tests against a reference that knows only constants."""
+    b = Builder()
+    mapping: dict[Value, Value] = {}
+    for inp in graph.inputs_with_role("hyper"):
+        if inp.name not in values:
+            raise MlpcError(f"bind_hyper: no value for {inp.name}")
+        mapping[inp.value] = b.scalar(values[inp.name], inp.value)
+    bound = substitute(graph, mapping)
+    return bound.replace(inputs=[i for i in graph.inputs if i.role != "hyper"], ops=b.ops + bound.ops)

@@ -10,7 +10,7 @@ from typing import Any
 def register(sub: Any) -> None:
     p = sub.add_parser("opt", help="run a pass pipeline over textual IR (mlir-opt style)")
     p.add_argument("file", help="textual IR file, or - for standard input")
-    p.add_argument("-p", "--pipeline", default="", help="passes, e.g. 'autodiff,adam{lr=0.001},simplify'")
+    p.add_argument("-p", "--pipeline", default="", help="passes, e.g. 'autodiff,adam{decoupled=true},simplify'")
     p.add_argument("-o", "--output", default=None, help="write the result here instead of stdout")
     p.add_argument("--print-after-all", action="store_true")
     p.add_argument("--print-after-change", action="store_true")
