@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -114,8 +113,9 @@ def main() -> None:
     load = os.getloadavg()
     clip = [bench_clip(b, rounds, steps) for b in (128, 1024)]
     lr = [bench_lr(b, rounds, steps) for b in (128, 1024)]
+    busy = load[0] > 0.5 * (os.cpu_count() or 1)
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, load average {load[0]:.1f} "
-          f"({'LOADED: other jobs share the cores, times are noisy' if load[0] > 0.5 * (os.cpu_count() or 1) else 'quiet'})")
+          f"({'LOADED: other jobs share the cores, times are noisy' if busy else 'quiet'})")
     print("\ngradient clipping (784-256-256-10 Adam, llvm), clip_grad_norm=1.0")
     print(f"{'batch':>5} {'plain ms':>9} {'clip ms':>9} {'overhead':>9}")
     for r in clip:

@@ -248,6 +248,7 @@ class OneCycleLR(LRScheduler):
             raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
         self.anneal_strategy = anneal_strategy
         n = self.total_steps
+        self._schedule_phases: list[list[Any]]
         if three_phase:
             self._schedule_phases = [
                 [float(pct_start * n) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
@@ -388,7 +389,7 @@ def from_state_dict(trainer: Any, state: dict[str, Any], attach: bool = True) ->
     kind = state.get("type") if isinstance(state, dict) else None
     if kind not in _CLASSES:
         raise MlpcError(f"unknown lr scheduler {kind!r} in the saved state (known: {', '.join(_CLASSES)})")
-    s = _CLASSES[kind].__new__(_CLASSES[kind])
+    s: Any = _CLASSES[kind].__new__(_CLASSES[kind])
     s.trainer = _trainer_of(trainer, kind)
     if kind == "SequentialLR":
         s._schedulers = [from_state_dict(trainer, c, attach=False) for c in state["_schedulers"]]

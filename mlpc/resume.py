@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from mlpc.checkpoint import (load_arrays, remove_stale_temps, restore_train_state, save_trainer, split_hyper,
-                             train_state_of, trainer_metadata)
+from mlpc.checkpoint import (
+    load_arrays,
+    remove_stale_temps,
+    restore_train_state,
+    save_trainer,
+    split_hyper,
+    train_state_of,
+    trainer_metadata,
+)
 from mlpc.errors import CheckpointError
 
 if TYPE_CHECKING:

@@ -132,7 +132,7 @@ def _refuse_runtime(name: str, runtime: dict[str, Any]) -> None:
 
 @register_pass("sgd")
 def sgd(graph: Graph, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-        clip: float = 0.0, groups: Any = (), **runtime: Any) -> Graph:
+        clip: float = 0.0, groups: Any = None, **runtime: Any) -> Graph:
     """PyTorch SGD; momentum != 0 adds the buffer (state `sgd.buf.<p>`) and a runtime `momentum`;
     runtime `lr`, `weight_decay` (hyper inputs)."""
     _refuse_runtime("sgd", runtime)
@@ -149,9 +149,10 @@ def sgd(graph: Graph, momentum: float = 0.0, dampening: float = 0.0, nesterov: b
 
 @register_pass("momentum")
 def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip: float = 0.0,
-             groups: Any = (), **runtime: Any) -> Graph:
-    """The lecture's momentum (state `momentum.u.<p>`, runtime `lr` and `beta`); Nesterov evaluates
-    the graph at p - lr*u with the runtime lr."""
+             groups: Any = None, **runtime: Any) -> Graph:
+    """The lecture's momentum (state `momentum.u.<p>`, runtime `lr` and `beta`). Nesterov takes the
+    gradients at p - lr*u (the runtime lr); the loss (and every other non-gradient output) stays the
+    one at p, like every other optimizer's step."""
     _refuse_runtime("momentum", runtime)
 
     def emit(b: Builder, p: Value, g: Value, state: list[Value], t: Value, h: list[Value]) -> Any:
@@ -163,7 +164,11 @@ def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip:
         for p, (u,), hv in per_param:
             lr = b.broadcast_to(hv[0], shape=p.value.shape)
             mapping[p.value] = b.sub(p.value, b.mul(u.value, lr))
-        return substitute(g, mapping), b.ops
+        at_theta, values = _copy_ops(g.ops)  # the loss at p (its gradient ops are dead code for simplify)
+        ahead = substitute(g, mapping)
+        outs = [o if o.name.startswith("grad.") else Output(o.name, values.get(o.value, o.value))
+                for o in ahead.outputs]
+        return ahead.replace(outputs=outs), b.ops + at_theta
 
     return apply_updates(graph, "momentum", ["u"], ["lr", "beta"], emit, _groups(groups), clip,
                          look_ahead if nesterov else None)
@@ -171,7 +176,7 @@ def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip:
 
 @register_pass("adam")
 def adam(graph: Graph, eps: float = 1e-8, bias_correction: bool = True, decoupled: bool = False,
-         clip: float = 0.0, groups: Any = (), **runtime: Any) -> Graph:
+         clip: float = 0.0, groups: Any = None, **runtime: Any) -> Graph:
     """Adam / AdamW (states `adam.m.<p>`, `adam.v.<p>`; runtime lr, beta1, beta2, weight_decay)."""
     _refuse_runtime("adam", runtime)
     attrs = dict(eps=float(eps), bias_correction=bool(bias_correction), decoupled=bool(decoupled), clip=bool(clip))
@@ -181,6 +186,20 @@ def adam(graph: Graph, eps: float = 1e-8, bias_correction: bool = True, decouple
 
     return apply_updates(graph, "adam", ["m", "v"], ["lr", "beta1", "beta2", "weight_decay"], emit,
                          _groups(groups), clip)
+
+
+def _copy_ops(ops: list[Op]) -> tuple[list[Op], dict[Value, Value]]:
+    """Copies of `ops` with fresh result values (operands from outside stay); old result -> new result."""
+    values: dict[Value, Value] = {}
+    out = []
+    for op in ops:
+        new = Op(op.name, [values.get(v, v) for v in op.operands], [Value(r.type, r.hint) for r in op.results],
+                 dict(op.attrs), op.loc)
+        for old, r in zip(op.results, new.results):
+            r.producer = new
+            values[old] = r
+        out.append(new)
+    return out, values
 
 
 def bind_hyper(graph: Graph, values: dict[str, float]) -> Graph:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mlpc.commands import argtypes
 from mlpc.errors import MlpcError
 
 SCHEDULES = ("none", "cosine", "step", "onecycle")
@@ -20,7 +21,7 @@ def add_schedule_args(p: argparse.ArgumentParser) -> None:
                         "cosine: CosineAnnealingLR to 0 over the run; step: StepLR x0.1 every epoch; "
                         "onecycle: OneCycleLR with max_lr = --lr (its warm-up is --warmup steps, default 30%% "
                         "of the run), cycling momentum/beta1")
-    p.add_argument("--warmup", type=int, default=0, metavar="N",
+    p.add_argument("--warmup", type=argtypes.count, default=0, metavar="N",
                    help="linear lr warm-up over the first N training steps, from lr/(N+1) to lr "
                         "(LinearLR, then the schedule via SequentialLR; default 0: none)")
 

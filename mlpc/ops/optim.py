@@ -8,7 +8,7 @@ update's structure (momentum on or off, Nesterov, bias correction, decoupled dec
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from mlpc.errors import ShapeError
 from mlpc.ops.registry import Attrs, OpDef, register
 from mlpc.types import DType, TensorType
 
+T = TypeVar("T")
 STEP_TYPE = TensorType(DType.i32, ())
 UPDATE_OPS = ("sgd_update", "momentum_update", "adam_update")
 
@@ -38,7 +39,7 @@ def hyper_names(name: str, attrs: Attrs) -> list[str]:
     return names + (["gscale"] if attrs.get("clip") else [])
 
 
-def split_operands(op_name: str, attrs: Attrs, operands: Sequence) -> tuple[list, object, dict]:
+def split_operands(op_name: str, attrs: Attrs, operands: Sequence[T]) -> tuple[list[T], T, dict[str, T]]:
     """(tensor operands p, g, state...; the step count t; {hyper name: scalar operand})."""
     k = 2 + n_state(op_name, attrs)
     names = hyper_names(op_name, attrs)

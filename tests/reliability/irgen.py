@@ -68,7 +68,7 @@ class _Gen:
         """An update op whose hyperparameters are constants or (drawn) scalar inputs of role hyper."""
         attrs, values = split_attrs(name, options)
         hyper = []
-        for k, v in values.items():
+        for v in values.values():
             if self.draw(st.booleans()):
                 hyper.append(self.b.scalar(v, p))
             else:

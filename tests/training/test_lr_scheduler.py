@@ -9,8 +9,15 @@ import pytest
 
 from mlpc import optim
 from mlpc.optim import lr_scheduler as L
-from tests.training.torchref import (assert_params_close, batches, compile_mlp, torch_copy, torch_groups,
-                                     torch_params, torch_step)
+from tests.training.torchref import (
+    assert_params_close,
+    batches,
+    compile_mlp,
+    torch_copy,
+    torch_groups,
+    torch_params,
+    torch_step,
+)
 
 torch = pytest.importorskip("torch", reason="torch is installed by the test extra")
 T = torch.optim.lr_scheduler
