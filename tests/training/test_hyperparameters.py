@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,11 @@ from tests.training.torchref import (
 )
 
 torch = pytest.importorskip("torch", reason="torch is installed by the test extra")
+
+if importlib.util.find_spec("triton") is not None:
+    from runtime.triton_check import select_device
+
+    select_device()  # before anything imports triton: its interpreter when there is no GPU
 
 BACKENDS = ["numpy", "llvm", pytest.param("triton", marks=pytest.mark.filterwarnings("ignore::RuntimeWarning"))]
 
