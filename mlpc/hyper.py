@@ -32,6 +32,9 @@ class HyperParams:
         self.optimizer = optimizer
         self.user_groups: list[list[str]] = []
         overrides: list[dict[str, Any]] = []
+        if param_groups and not optimizer.hyper_keys():
+            raise ValueError(f"param_groups are not supported with {type(optimizer).__name__} (it has no runtime "
+                             "hyperparameters)")
         for i, group in enumerate(param_groups or []):
             if not isinstance(group, dict):
                 raise TypeError(f"param_groups[{i}] must be a dict like {{'params': [...], 'lr': ...}}, "
