@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from codegen.views import UnsupportedError, View, constant, contiguous, shape2
 from mlpc.ir import Graph, Op, Value
+from mlpc.ops.optim import UPDATE_OPS, n_state, split_operands
 from mlpc.types import DType
 
 
@@ -96,7 +97,8 @@ class RowwiseKernel:
 
 @dataclass
 class OptKernel:
-    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t."""
+    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t, and the
+    runtime hyperparameter scalars (name -> view, see mlpc.ops.optim.hyper_names)."""
 
     name: str
     opname: str
@@ -106,6 +108,7 @@ class OptKernel:
     g: View
     slots: list[View]
     t: View
+    hyper: dict[str, View] = field(default_factory=dict)
 
 
 Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel
@@ -433,8 +436,9 @@ class Planner:
     def optimizer_groups(self) -> list[tuple[list[Op], dict]]:
         groups: dict[tuple, list[Op]] = {}
         for op in self.g.ops:
-            if op.name in ("adam_update", "sgd_update", "momentum_update"):
-                key = (op.name, tuple(sorted(op.attrs.items())), op.operands[-1], op.operands[0].dtype)
+            if op.name in UPDATE_OPS:  # one group per rule, step count and hyperparameter values
+                nt = 2 + n_state(op.name, op.attrs)
+                key = (op.name, tuple(sorted(op.attrs.items())), tuple(op.operands[nt:]), op.operands[0].dtype)
                 groups.setdefault(key, []).append(op)
         return [(ops, {}) for ops in groups.values()]
 
@@ -482,8 +486,9 @@ class Planner:
         dt = op0.operands[0].dtype
         n = views["n"]
         flat = [View(a, (1, n), (n, 1), dt) for a in arenas]
+        _, t, hyper = split_operands(op0.name, op0.attrs, op0.operands)
         self.kernels.append(OptKernel(self.kname("opt"), op0.name, dict(op0.attrs), n, flat[0], flat[1],
-                                      flat[2:], self.view(op0.operands[-1])))
+                                      flat[2:], self.view(t), {k: self.view(v) for k, v in hyper.items()}))
         for op in ops:
             self.done.add(id(op))
 
@@ -516,7 +521,7 @@ def _reads(k: Kernel) -> list[View]:
         return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
     if isinstance(k, RowwiseKernel):
         return [k.src]
-    return [k.p, k.g, *k.slots, k.t]
+    return [k.p, k.g, *k.slots, k.t, *k.hyper.values()]
 
 
 def _is_elementwise(op: Op) -> bool:

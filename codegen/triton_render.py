@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -346,53 +345,51 @@ def render_rowwise(k: RowwiseKernel) -> Launch:
 
 # --- optimizers -----------------------------------------------------------------------------
 
+def _bias_corr(beta: str) -> str:
+    """f32(1 - beta**step) for a runtime f32 beta, in double like the NumPy reference (beta 0 -> 1)."""
+    return (f"tl.where({beta} > 0, 1.0 - tl.exp(step * tl.log(tl.maximum({beta}, 1e-30).to(tl.float64))), "
+            f"1.0).to(tl.float32)")
+
+
 def _opt_math(k: OptKernel) -> list[str]:
+    """The update rule of mlpc/ops/optim.py's references; hyperparameters are loaded scalars h_<name>."""
     at = k.attrs
-    f = flit
+    lines = ["    g = g * h_gscale"] if at.get("clip") else []
     if k.opname == "adam_update":
-        lines = []
-        if at["weight_decay"] and at["decoupled"]:
-            lines.append(f"    p = p - {f(float(at['lr'] * at['weight_decay']))} * p")
-        elif at["weight_decay"]:
-            lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
-        b1, b2 = float(at["beta1"]), float(at["beta2"])
-        lines += [f"    s0 = {flit(b1)} * s0 + {flit(1 - b1)} * g",
-                  f"    s1 = {flit(b2)} * s1 + {flit(1 - b2)} * (g * g)"]
+        if at["decoupled"]:
+            lines.append("    p = p - (h_lr * h_weight_decay) * p")
+        else:
+            lines.append("    g = g + h_weight_decay * p")
+        lines += ["    s0 = h_beta1 * s0 + (1.0 - h_beta1) * g",
+                  "    s1 = h_beta2 * s1 + (1.0 - h_beta2) * (g * g)"]
         if at["bias_correction"]:
-            c1, c2 = (f"(1.0 - tl.exp(step * {flit(math.log(b))})).to(tl.float32)" if b > 0 else "1.0"
-                      for b in (b1, b2))
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c1 = {c1}",
-                      f"    c2 = {c2}",
+                      f"    c1 = {_bias_corr('h_beta1')}",
+                      f"    c2 = {_bias_corr('h_beta2')}",
                       "    mh = s0 / c1",
                       "    vh = s1 / c2"]
         else:
             lines += ["    mh = s0", "    vh = s1"]
-        lines.append(f"    p = p - {f(float(at['lr']))} * mh / (tl.sqrt(vh) + {f(float(at['eps']))})")
+        lines.append(f"    p = p - h_lr * mh / (tl.sqrt(vh) + {flit(float(at['eps']))})")
         return lines
     if k.opname == "sgd_update":
-        lines = []
-        if at["weight_decay"]:
-            lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
+        lines.append("    g = g + h_weight_decay * p")
         if at["momentum"]:
-            mom = float(at["momentum"])
             lines += ["    first = tl.load(t) == 0",
-                      f"    s0 = tl.where(first, g, {flit(mom)} * s0 + {flit(1 - float(at['dampening']))} * g)",
-                      f"    d = g + {flit(mom)} * s0" if at["nesterov"] else "    d = s0"]
+                      f"    s0 = tl.where(first, g, h_momentum * s0 + {flit(1 - float(at['dampening']))} * g)",
+                      "    d = g + h_momentum * s0" if at["nesterov"] else "    d = s0"]
         else:
             lines.append("    d = g")
-        lines.append(f"    p = p - {f(float(at['lr']))} * d")
+        lines.append("    p = p - h_lr * d")
         return lines
     if k.opname == "momentum_update":
-        beta = float(at["beta"])
-        lines = [f"    s0 = {flit(beta)} * s0 + {flit(1 - beta)} * g"]
+        lines.append("    s0 = h_beta * s0 + (1.0 - h_beta) * g")
         if at["unbiased"]:
-            corr = f"(1.0 - tl.exp(step * {flit(math.log(beta))})).to(tl.float32)" if beta > 0 else "1.0"
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c = {corr}",
-                      f"    p = p - {f(float(at['lr']))} * (s0 / c)"]
+                      f"    c = {_bias_corr('h_beta')}",
+                      "    p = p - h_lr * (s0 / c)"]
         else:
-            lines.append(f"    p = p - {f(float(at['lr']))} * s0")
+            lines.append("    p = p - h_lr * s0")
         return lines
     raise UnsupportedError(f"no optimizer kernel for {k.opname}")
 
@@ -404,6 +401,7 @@ def render_optimizer(k: OptKernel) -> Launch:
     gp = args.ptr("g", k.g)
     sp = [args.ptr("s", s) for s in k.slots]
     tp = args.ptr("t", k.t)
+    hp = {name: args.ptr("h", view) for name, view in k.hyper.items()}
     args.int("n", k.n)
     dt = TL_DTYPE[k.p.dtype]
     lines = ["    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
@@ -411,6 +409,10 @@ def render_optimizer(k: OptKernel) -> Launch:
              f"    p = tl.load({pp} + idx, mask=mask).to(tl.float32)",
              f"    g = tl.load({gp} + idx, mask=mask).to(tl.float32)",
              "    t = " + tp]
+    for name, ptr in hp.items():
+        view = k.hyper[name]
+        lines.append(f"    h_{name} = " + (f"{float(view.const or 0.0)!r}" if view.is_const else
+                                           f"tl.load({ptr}).to(tl.float32)"))
     for j, s in enumerate(sp):
         lines.append(f"    s{j} = tl.load({s} + idx, mask=mask).to(tl.float32)")
     lines += _opt_math(k)

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 
 from mlpc.types import TensorType
 
-ROLES = ("data", "param", "state")
+ROLES = ("data", "param", "state", "hyper")
 
 
 class Value:
@@ -55,7 +55,8 @@ class Op:
 
 @dataclass(frozen=True)
 class Input:
-    """A graph input: its value, a unique name, and its role (data, param or state)."""
+    """A graph input: its value, a unique name, and its role (data, param, state, or hyper: a runtime
+    hyperparameter scalar that no op updates)."""
 
     name: str
     value: Value

@@ -45,7 +45,7 @@ def format_output_name(name: str) -> str:
     return name if re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name) and name not in _KEYWORDS else json.dumps(name)
 
 
-_KEYWORDS = {"true", "false", "none", "inf", "nan", "data", "param", "state", "func", "return", "loc"}
+_KEYWORDS = {"true", "false", "none", "inf", "nan", "data", "param", "state", "hyper", "func", "return", "loc"}
 
 
 def value_names(g: Graph) -> dict[Value, str]:

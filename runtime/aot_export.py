@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -116,6 +117,9 @@ def _checkpoint_blobs(trainer: "Trainer", build: Path, name: str, inference: boo
     tensors, meta = load_arrays(str(full))
     fixed = {k: v for k, v in meta.items() if k not in ("mlpc.checksum", "mlpc.steps")}
     fixed.update({"mlpc.library": name, "mlpc.ir_hash": digest})
+    if "mlpc.train_state" in fixed:  # the library runs no lr schedulers; its hyper/ tensors hold the values
+        ts = json.loads(fixed["mlpc.train_state"])
+        fixed["mlpc.train_state"] = json.dumps({**ts, "schedulers": []})
     if not inference:
         return full, full, fixed
     blob = build / f"{name}.weights.safetensors"
@@ -177,7 +181,7 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
 
     first = graphs[0][2]
     buffers = [BufferSpec(check_tensor_name(i.name), i.role, i.value.dtype.value, tuple(i.value.shape))
-               for i in first.inputs if i.role in ("param", "state")]
+               for i in first.inputs if i.role in ("param", "state", "hyper")]
     out = Path(outdir)
     try:
         out.mkdir(parents=True, exist_ok=True)

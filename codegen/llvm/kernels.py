@@ -34,6 +34,7 @@ from codegen.llvm.irutil import (
 )
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
+from mlpc.ops.optim import split_operands
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
 
@@ -344,12 +345,37 @@ def optimizer_threaded(ops: list[Op], nt: int) -> bool:
     return nt > 1 and sum(o.operands[0].type.size for o in ops) >= THREAD_MIN_ELEMS
 
 
-def _bias_correction(c: KCtx, t: Value, beta: float) -> ir.Value:
-    """f32(1 - beta**(t+1)), computed in double like the NumPy reference."""
+def _bias_correction(c: KCtx, t: Value, beta: ir.Value) -> ir.Value:
+    """f32(1 - beta**(t+1)) for a runtime f32 beta, computed in double like the NumPy reference."""
     b = c.b
     step = b.sitofp(b.add(c.read(t, i64(0)), ir.Constant(I32, 1)), F64)
-    pw = intrinsic(b, "pow", F64, [ir.Constant(F64, beta), step])
+    pw = intrinsic(b, "pow", F64, [b.fpext(beta, F64), step])
     return b.fptrunc(b.fsub(ir.Constant(F64, 1.0), pw), F32)
+
+
+def _prelude(c: KCtx, op: Op) -> dict[str, ir.Value]:
+    """Per-op scalars computed once per step: the runtime hyperparameters (read from their f32[]
+    operands), 1 - beta, lr * weight_decay and the bias corrections."""
+    b = c.b
+    a = op.attrs
+    _, t, hyper = split_operands(op.name, a, op.operands)
+    pre = {n: c.read(v, i64(0)) for n, v in hyper.items()}
+    one = const(F32, 1.0)
+    if op.name == "adam_update":
+        pre["1-beta1"] = b.fsub(one, pre["beta1"])
+        pre["1-beta2"] = b.fsub(one, pre["beta2"])
+        pre["lr*wd"] = b.fmul(pre["lr"], pre["weight_decay"])
+        if a["bias_correction"]:
+            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
+            pre["bc1"] = b.fdiv(one, _bias_correction(c, t, pre["beta1"]))
+            pre["bc2"] = b.fdiv(one, _bias_correction(c, t, pre["beta2"]))
+    if op.name == "momentum_update":
+        pre["1-beta"] = b.fsub(one, pre["beta"])
+        if a["unbiased"]:
+            pre["bc"] = _bias_correction(c, t, pre["beta"])
+    if op.name == "sgd_update" and a["momentum"]:
+        pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
+    return pre
 
 
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
@@ -358,19 +384,8 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     # step in cache instead of being evicted by the other parameters' moments
     grads = {o.result: o for o in ops if o.name == "matmul"}  # rank-K weight gradients, recomputed here
     for op in reversed([o for o in ops if o.name != "matmul"]):
-        a = op.attrs
         n = op.operands[0].type.size
-        t = op.operands[-1]
-        pre: dict[str, ir.Value] = {}
-        if op.name == "adam_update" and a["bias_correction"]:
-            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
-            pre["bc1"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta1"]))
-            pre["bc2"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta2"]))
-        if op.name == "momentum_update" and a["unbiased"]:
-            pre["bc"] = _bias_correction(c, t, a["beta"])
-        if op.name == "sgd_update" and a["momentum"]:
-            pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
-        update = functools.partial(_emit_update, c, op, pre, outputs)
+        update = functools.partial(_emit_update, c, op, _prelude(c, op), outputs)
         mm = grads.get(op.operands[1])
         if mm is None:
             lo, hi = c.span(n)
@@ -395,7 +410,8 @@ def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value]
                  g: ir.Value | None) -> None:
     """One element of an update op at index i (g: the gradient if computed in registers)."""
     b = c.b
-    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(op.operands[:-1])]
+    tensors, _, _ = split_operands(op.name, op.attrs, op.operands)
+    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(tensors)]
     res = _update(b, op.name, op.attrs, vals, pre, lambda x: const(F32, x), ("contract",))
     for r, v in zip(op.results, res):
         if r in outputs:
@@ -404,6 +420,7 @@ def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value]
 
 def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict[str, ir.Value],
             k: Callable[[float], ir.Value], flags: tuple[str, ...]) -> list[ir.Value]:
+    """The update rule of mlpc/ops/optim.py's references, with runtime hyperparameters from `pre`."""
     def mul(x: ir.Value, y: ir.Value) -> ir.Value:
         return b.fmul(x, y, flags=flags)
 
@@ -412,31 +429,31 @@ def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict
 
     def sub(x: ir.Value, y: ir.Value) -> ir.Value:
         return b.fsub(x, y, flags=flags)
+    p, g = vals[0], vals[1]
+    if a.get("clip"):
+        g = mul(g, pre["gscale"])
     if name == "adam_update":
-        p, g, m, v = vals
-        if a["weight_decay"] and a["decoupled"]:
-            p = sub(p, mul(k(a["lr"] * a["weight_decay"]), p))
-        elif a["weight_decay"]:
-            g = add(g, mul(k(a["weight_decay"]), p))
-        m = add(mul(k(a["beta1"]), m), mul(k(1 - a["beta1"]), g))
-        v = add(mul(k(a["beta2"]), v), mul(k(1 - a["beta2"]), mul(g, g)))
+        m, v = vals[2], vals[3]
+        if a["decoupled"]:
+            p = sub(p, mul(pre["lr*wd"], p))
+        else:
+            g = add(g, mul(pre["weight_decay"], p))
+        m = add(mul(pre["beta1"], m), mul(pre["1-beta1"], g))
+        v = add(mul(pre["beta2"], v), mul(pre["1-beta2"], mul(g, g)))
         mh, vh = (mul(m, pre["bc1"]), mul(v, pre["bc2"])) if a["bias_correction"] else (m, v)
         den = add(intrinsic(b, "sqrt", F32, [vh]), k(a["eps"]))
-        return [sub(p, b.fdiv(mul(k(a["lr"]), mh), den)), m, v]
+        return [sub(p, b.fdiv(mul(pre["lr"], mh), den)), m, v]
     if name == "momentum_update":
-        p, g, u = vals
-        u = add(mul(k(a["beta"]), u), mul(k(1 - a["beta"]), g))
+        u = add(mul(pre["beta"], vals[2]), mul(pre["1-beta"], g))
         step = b.fdiv(u, pre["bc"]) if a["unbiased"] else u
-        return [sub(p, mul(k(a["lr"]), step)), u]
+        return [sub(p, mul(pre["lr"], step)), u]
     if name == "sgd_update":
-        p, g = vals[0], vals[1]
-        if a["weight_decay"]:
-            g = add(g, mul(k(a["weight_decay"]), p))
+        g = add(g, mul(pre["weight_decay"], p))
         if a["momentum"]:
             buf = vals[2]
-            later = add(mul(k(a["momentum"]), buf), mul(k(1 - a["dampening"]), g))
+            later = add(mul(pre["momentum"], buf), mul(k(1 - a["dampening"]), g))
             buf = b.select(pre["first"], g, later)
-            d = add(g, mul(k(a["momentum"]), buf)) if a["nesterov"] else buf
-            return [sub(p, mul(k(a["lr"]), d)), buf]
-        return [sub(p, mul(k(a["lr"]), g))]
+            d = add(g, mul(pre["momentum"], buf)) if a["nesterov"] else buf
+            return [sub(p, mul(pre["lr"], d)), buf]
+        return [sub(p, mul(pre["lr"], g))]
     raise MlpcError(f"llvm backend: no code for optimizer {name}")

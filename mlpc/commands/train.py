@@ -11,6 +11,7 @@ import numpy as np
 
 from mlpc.commands import argtypes
 from mlpc.commands.common import add_model_args, batch_size_of, check_batch_data, compile_from_args
+from mlpc.commands.schedule import add_schedule_args, build_schedule
 
 
 def register(sub: Any) -> None:
@@ -34,6 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--nan-guard", action="store_true",
                    help="stop with an error at the first step whose loss or gradients are NaN/Inf, "
                         "before it changes any weight")
+    add_schedule_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -101,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     trainer = compile_from_args(args, mf, nan_guard=args.nan_guard)
     print(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
-          f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()})")
+          f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()}, lr {trainer.lr:g})")
     n = len(data.x_train)
+    per_epoch = -(-n // trainer.batch_size)
+    build_schedule(trainer, args.schedule, args.warmup, per_epoch * args.epochs, per_epoch)
     if args.resume:
         where = resume.resume(trainer, args.checkpoint, data.x_train, data.y_train)
         if where is None:

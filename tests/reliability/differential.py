@@ -27,12 +27,15 @@ def compile_problem(p: Problem, backend: str, **extra: Any) -> Trainer:
 def step_graph(trainer: Trainer, rows: int, dtype: DType = DType.f32) -> Graph:
     """The optimized step graph the trainer runs for a batch of `rows` rows, traced and optimized in `dtype`.
 
-    Retyping happens before the passes, so constants folded by simplify are rounded in `dtype`.
+    Retyping happens before the passes, so constants folded by simplify are rounded in `dtype`. The
+    trainer's runtime hyperparameters become constants of `dtype` (exact in f64).
     """
+    from passes.optimizer import bind_hyper
+
     traced = trace_model(trainer.model, rows, trainer.in_features, trainer.loss, "step")
     if dtype != DType.f32:
         traced = retype(traced, dtype)
-    return PassManager().run(traced, trainer._pipeline())
+    return bind_hyper(PassManager().run(traced, trainer._pipeline()), trainer.hyper.feed())
 
 
 def host_state(trainer: Trainer) -> dict[str, np.ndarray]:

@@ -27,7 +27,9 @@ def random_inputs(g: Graph, seed: int) -> dict[str, np.ndarray]:
     out = {}
     for i in g.inputs:
         t = i.value.type
-        if t.dtype.is_float:
+        if i.role == "hyper":  # an optimizer's lr/betas/weight decay: in their valid range
+            out[i.name] = rng.uniform(0.05, 0.95, t.shape).astype(t.dtype.numpy)
+        elif t.dtype.is_float:
             out[i.name] = rng.standard_normal(t.shape).astype(t.dtype.numpy)
         else:
             out[i.name] = np.zeros(t.shape, t.dtype.numpy)  # valid labels for any class count
