@@ -29,9 +29,10 @@ def first_linear(model: nn.Module) -> nn.Linear | None:
 
 
 def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | None,
-                name: str) -> Graph:
-    """Trace the forward (and loss, when given) with params as inputs."""
+                name: str, seed: int = 0) -> Graph:
+    """Trace the forward (and loss, when given: a training step, Dropout active) with params as inputs."""
     with Tracer() as tr:
+        tr.training, tr.seed = loss is not None, seed
         x = tr.input("x", TensorType(DType.f32, (batch, in_features)))
         for pname, p in model.named_parameters():
             tr.param_tensors[id(p)] = tr.input(pname, TensorType(DType.f32, p.shape), "param")
@@ -41,8 +42,9 @@ def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | 
         if loss is None:
             return tr.graph(name, {"logits": out})
         y = tr.input("y", loss.target_type(batch, out.shape[1]))
-        # keep inputs ordered x, y, params
+        # keep inputs ordered x, y, params (then t, when Dropout reads the step count)
         tr.inputs.insert(1, tr.inputs.pop())
+        tr.inputs.sort(key=lambda i: i.role == "state")
         return tr.graph(name, {"loss": loss.trace(out, y)})
 
 
@@ -89,11 +91,8 @@ class Trainer:
 
     # --- compilation ---------------------------------------------------------------------
     def _out_features(self) -> int:
-        g = self._graphs["traced"]
-        for op in g.ops:
-            if op.name in ("softmax_cross_entropy", "mse"):
-                return op.operands[0].shape[1]
-        raise MlpcError("the traced step has no loss op")
+        forward = trace_model(self.model, 1, self.in_features, None, "width")
+        return forward.outputs[0].value.shape[1]
 
     def _pipeline(self) -> str:
         probe = "probe," if self.probe else ""
@@ -111,7 +110,7 @@ class Trainer:
                 self._stages[stage] = print_graph(graph)
                 self._graphs[stage] = graph
 
-        traced = trace_model(self.model, batch, self.in_features, self.loss, "step")
+        traced = trace_model(self.model, batch, self.in_features, self.loss, "step", self.seed)
         if record:
             self._stages["traced"] = print_graph(traced)
             self._graphs["traced"] = traced
@@ -175,10 +174,18 @@ class Trainer:
             outs.append(np.asarray(compiled.run(self._state, {"x": chunk})["logits"]))
         return np.concatenate(outs, axis=0)
 
-    def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y."""
-        pred = self.predict(x).argmax(axis=1)
-        return float((pred == np.asarray(y)).mean())
+    def evaluate(self, x: Any, y: Any, metrics: Any = None) -> Any:
+        """The loss's own metric as a float (`loss.metric`: accuracy for cross-entropy, element-wise
+        accuracy for BCE, the loss itself for regression); with `metrics=[...]` (names from "loss",
+        "accuracy", "elementwise_accuracy", "r2", "mse", "mae") a dict of those."""
+        from mlpc.losses import metric_values
+
+        names = [self.loss.metric] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
+        pred = self.predict(x)
+        ys = validate.targets(y, self.loss.target_type(pred.shape[0], self.out_features), self.num_classes,
+                              pred.shape[0])
+        values = metric_values(self.loss, pred, ys, names)
+        return values[names[0]] if metrics is None else values
 
     def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
