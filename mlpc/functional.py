@@ -210,4 +210,8 @@ def dropout(x: Any, p: float = 0.5) -> Tensor:
     stream = tracer.random_streams
     tracer.random_streams += 1
     mask = tracer.emit("dropout_mask", step_t, p=float(p), seed=int(tracer.seed), stream=stream, shape=t.shape)
+    # the mask reads only the graph input t: hoisting it to the front lets x * mask (and g * mask in the
+    # backward pass) fuse into the kernel that produces x, whose position is before the mask otherwise
+    ops = tracer.builder.ops
+    ops.insert(0, ops.pop())
     return t * mask
