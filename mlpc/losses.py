@@ -36,6 +36,7 @@ class Loss(abc.ABC):
 
     def __init__(self) -> None:
         """No options: a subclass without its own __init__ refuses arguments instead of ignoring them."""
+        super().__init__()
 
     def trace(self, prediction: Tensor, target: Tensor) -> Tensor:
         tracer = Tracer.current()

@@ -9,8 +9,18 @@ import numpy as np
 from mlpc import functional as F
 from mlpc import init as initializers
 from mlpc.init import Initializer
-from mlpc.losses import (LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss,
-                         ctor_args, import_path, refuse)
+from mlpc.losses import (
+    LOSSES,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    ctor_args,
+    import_path,
+    refuse,
+)
 from mlpc.tracing import Tensor, TensorOps, Tracer, user_location
 
 

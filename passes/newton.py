@@ -13,7 +13,6 @@ from __future__ import annotations
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph, Input, Op, Output, Value
 from mlpc.ops import Builder
-from mlpc.ops.optim import STEP_TYPE
 from passes.autodiff import gradients
 from passes.batching import vectorize
 from passes.manager import register_pass

@@ -83,9 +83,11 @@ def test_expected_value_is_the_input(p):
 def test_steps_and_streams_draw_independent_masks():
     """Two masks agree on a fraction p^2 + (1-p)^2 of positions (within 5 se) across steps and streams."""
     p, n = 0.5, 256 * 256
-    a = reference_mask(mask_graph((256, 256), p, 1, 0), 0)
-    for other in (reference_mask(mask_graph((256, 256), p, 1, 0), 1), reference_mask(mask_graph((256, 256), p, 1, 1), 0),
-                  reference_mask(mask_graph((256, 256), p, 2, 0), 0)):
+    def mask(seed: int, stream: int, t: int) -> np.ndarray:
+        return reference_mask(mask_graph((256, 256), p, seed, stream), t)
+
+    a = mask(1, 0, 0)
+    for other in (mask(1, 0, 1), mask(1, 1, 0), mask(2, 0, 0)):  # another step, stream, seed
         agree = (a == other).mean()
         q = p * p + (1 - p) ** 2
         assert abs(agree - q) < 5 * math.sqrt(q * (1 - q) / n)
@@ -163,3 +165,14 @@ def test_resume_is_bit_identical(tmp_path, backend):
     assert resumed_losses == losses
     for k, v in straight.parameters().items():
         np.testing.assert_array_equal(second.parameters()[k], v)
+
+
+def test_exported_library_draws_the_same_masks(tmp_path):
+    """The AOT library carries t as state and runs the LLVM mask kernel: its steps equal the trainer's."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(7, 6)).astype(np.float32), rng.integers(0, 3, 7).astype(np.int32)
+    m = nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Dropout(0.5), nn.LayerNorm(16), nn.Linear(16, 3))
+    tr = mlpc.compile(m, nn.CrossEntropyLoss(label_smoothing=0.1), optim.Adam(lr=1e-2), batch_size=7, backend="llvm")
+    lib = mlpc.load_library(mlpc.export(tr, str(tmp_path), "drop").library)
+    assert [lib.step(x, y) for _ in range(3)] == [tr.step(x, y) for _ in range(3)]
+    np.testing.assert_array_equal(lib.predict(x), tr.predict(x))
