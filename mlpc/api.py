@@ -262,5 +262,9 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
+    if loss is not None and not isinstance(loss, nn.Loss):
+        raise TypeError(f"loss must be an mlpc.nn.Loss such as nn.MSELoss(), got {type(loss).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an mlpc.optim optimizer, got {type(optimizer).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
                    in_features, print_after, ir_stream, probe, nan_guard)

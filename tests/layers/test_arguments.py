@@ -28,6 +28,8 @@ from mlpc import nn, optim
     (lambda: optim.Adam(amsgrad=True), "amsgrad"),
     (lambda: optim.SGD(lr=0.1, nesterov_momentum=0.9), "nesterov_momentum"),
     (lambda: mlpc.compile(nn.Linear(2, 2), batch=4), "batch"),
+    (lambda: mlpc.compile(nn.Linear(2, 2), loss="mse"), "loss"),
+    (lambda: mlpc.compile(nn.Linear(2, 2), optimizer="adam"), "optimizer"),
 ])
 def test_unknown_keyword_is_a_type_error(make, word):
     with pytest.raises(TypeError, match=word):
