@@ -176,3 +176,13 @@ def test_exported_library_draws_the_same_masks(tmp_path):
     lib = mlpc.load_library(mlpc.export(tr, str(tmp_path), "drop").library)
     assert [lib.step(x, y) for _ in range(3)] == [tr.step(x, y) for _ in range(3)]
     np.testing.assert_array_equal(lib.predict(x), tr.predict(x))
+
+
+def test_exported_library_trains_a_float_target_loss(tmp_path):
+    """BCE (like every float-target loss) exports: the loss is in the compiled step."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(7, 6)).astype(np.float32), (rng.random((7, 3)) > 0.5).astype(np.float32)
+    m = nn.Sequential(nn.Linear(6, 8), nn.SiLU(), nn.Dropout(0.2), nn.Linear(8, 3))
+    tr = mlpc.compile(m, nn.BCEWithLogitsLoss(), optim.SGD(lr=0.1), batch_size=7, backend="llvm")
+    lib = mlpc.load_library(mlpc.export(tr, str(tmp_path), "bce").library)
+    assert [lib.step(x, y) for _ in range(2)] == [tr.step(x, y) for _ in range(2)]
