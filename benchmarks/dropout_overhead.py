@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help=f"where to write the results (default: {RESULTS}, not for --quick)")
     args = ap.parse_args()
     os.environ["MLPC_NUM_THREADS"] = str(args.threads)
-    rounds, steps = (3, 10) if args.quick else (7, 30)
+    rounds, steps = (3, 10) if args.quick else (5, 20)
     rows = []
     for batch in (128, 1024):
         t = measure({"mlpc": lambda b=batch: make_mlpc(b, 0.0), "mlpc+dropout": lambda b=batch: make_mlpc(b, args.p),
