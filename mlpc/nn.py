@@ -1,4 +1,4 @@
-"""PyTorch-like modules for writing MLPs: Linear, Sequential, activations, Residual, losses."""
+"""PyTorch-like modules: Linear, Sequential, Residual, activations, LayerNorm, Dropout (losses: mlpc.losses)."""
 
 from __future__ import annotations
 
