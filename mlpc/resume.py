@@ -12,6 +12,7 @@ import numpy as np
 
 from mlpc.checkpoint import (
     load_arrays,
+    model_description,
     remove_stale_temps,
     restore_train_state,
     save_trainer,
@@ -71,6 +72,7 @@ def resume(trainer: "Trainer", path: str, x: np.ndarray, y: np.ndarray) -> Posit
         return None
     tensors, meta = load_arrays(path)
     want = trainer_metadata(trainer)
+    meta = {**meta, "mlpc.model": model_description(meta, path)}  # older description versions compare as now
     for key in MUST_MATCH:
         if meta.get(key) != want[key]:
             raise CheckpointError(f"{path} was written by a different run: {key} is {meta.get(key)} there, "
