@@ -178,16 +178,18 @@ class Trainer:
     def evaluate(self, x: Any, y: Any) -> float:
         """Classification accuracy of predict(x) against integer labels y."""
         pred = self.predict(x).argmax(axis=1)
-        return float((pred == np.asarray(y)).mean())
+        return float((pred == validate.as_array(y, "y")).mean())
 
-    def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool = True, seed: int = 0
+    def batches(self, x: Any, y: Any, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of (x, y) rows as NumPy arrays (torch CPU tensors are viewed, not copied)."""
+        x, y = validate.as_array(x, "x"), validate.as_array(y, "y")
         order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
         for lo in range(0, len(x), self.batch_size):
             idx = order[lo:lo + self.batch_size]
             yield x[idx], y[idx]
 
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, shuffle: bool = True,
+    def fit(self, x: Any, y: Any, epochs: int = 1, shuffle: bool = True,
             on_step: Callable[[int, float], None] | None = None) -> list[float]:
         """Train for whole epochs (last partial batch included); returns the mean loss per epoch."""
         history = []
@@ -216,11 +218,39 @@ class Trainer:
             if cur.shape == () and v.shape == (1,):  # safetensors stores scalars as [1]
                 v = v.reshape(())
             if cur.shape != v.shape:
-                raise MlpcError(f"{k}: shape {list(v.shape)} does not match the model's {list(cur.shape)}")
+                from mlpc.interop.state_dict import shape_message
+
+                raise MlpcError(shape_message(k, v.shape, cur.shape))
             self._state[k] = self.backend.to_device(np.asarray(v, dtype=cur.dtype))
         t = self._state.get("t")
         if t is not None:
             self.steps_taken = int(self.backend.to_host(t))
+
+    def state_dict(self, layout: str = "mlpc") -> dict[str, np.ndarray]:
+        """Parameters only (like a torch module's), as NumPy arrays; `layout="torch"` gives torch's names and
+        [out, in] Linear weights (docs/interop.md)."""
+        from mlpc.interop.state_dict import state_dict
+
+        return state_dict(self, layout)
+
+    def load_state_dict(self, state_dict: dict[str, Any], layout: str = "mlpc", strict: bool = True) -> None:
+        """Load parameters from torch tensors or NumPy arrays given in `layout` ("mlpc" or "torch")."""
+        from mlpc.interop.state_dict import load_state_dict
+
+        load_state_dict(self, state_dict, layout, strict)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with the trained weights (needs the interop extra)."""
+        from mlpc.interop.torch_out import to_torch
+
+        return to_torch(self)
+
+    def export_onnx(self, path: str, softmax: bool = False, dynamic_batch: bool = False, opset: int = 17) -> None:
+        """Write the inference graph as ONNX: input `x`, output `logits` (and `probabilities` with softmax=True);
+        the batch is batch_size unless dynamic_batch=True (needs the interop extra)."""
+        from mlpc.interop.onnx_export import export_onnx
+
+        export_onnx(self, path, softmax=softmax, dynamic_batch=dynamic_batch, opset=opset)
 
     # --- inspection ----------------------------------------------------------------------
     def stages(self) -> list[str]:

@@ -10,12 +10,36 @@ from mlpc.errors import InputError
 from mlpc.types import TensorType
 
 
+KDL_CPU = 1  # DLPack's device type of host memory
+
+
+def as_array(x: Any, what: str = "x") -> np.ndarray:
+    """x as a NumPy array: arrays pass through; lists are converted; torch CPU tensors (or anything with
+    `__dlpack__` or the array interface) are viewed without a copy where their dtype and layout allow."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)):
+        return np.asarray(x)
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        device = x.__dlpack_device__()
+        if int(device[0]) != KDL_CPU:
+            where = f" ({x.device})" if hasattr(x, "device") else ""
+            raise InputError(f"{what} lives on an accelerator{where}: move it to the CPU first (x.cpu())")
+        if getattr(x, "requires_grad", False):
+            x = x.detach()  # a view sharing memory; DLPack refuses tensors that require grad
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:
+            dtype = getattr(x, "dtype", "?")
+            raise InputError(f"{what} (dtype {dtype}) cannot be read as a NumPy array: {e}") from None
+    if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):
+        return np.asarray(x)
+    raise InputError(f"{what} must be a NumPy array or a CPU tensor, got {type(x).__name__}")
+
+
 def features(x: Any, width: int, max_rows: int | None, what: str = "x") -> np.ndarray:
     """A C-contiguous float32 [n, width] copy/view of x. Integer and float64 inputs are converted."""
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
-    if not isinstance(x, np.ndarray):
-        raise InputError(f"{what} must be a NumPy array, got {type(x).__name__}")
+    x = as_array(x, what)
     if x.dtype.kind not in "fiub":
         raise InputError(f"{what} must hold real numbers, got dtype {x.dtype}")
     if x.ndim != 2 or x.shape[1] != width:
@@ -42,10 +66,7 @@ def native(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np.ndarray:
     """Labels for cross-entropy (integers in [0, classes)) or float targets for MSE."""
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    if not isinstance(y, np.ndarray):
-        raise InputError(f"y must be a NumPy array, got {type(y).__name__}")
+    y = as_array(y, "y")
     shape = (n,) + tuple(expected.shape[1:])
     if y.shape != shape:
         raise InputError(f"y must have shape {list(shape)} to match x, got {list(y.shape)}")
