@@ -36,6 +36,7 @@ class Activation:
     options: tuple[Option, ...] = ()
     torch_fixed: tuple[tuple[str, Any], ...] = ()  # torch attributes that must have these values
     onnx_fixed: tuple[tuple[str, Any], ...] = ()  # ONNX attributes the single-node form carries
+    onnx_defaults: tuple[tuple[str, Any], ...] = ()  # ONNX's value of an onnx_fixed attribute left out
     onnx_since: int = 1  # first opset with the single-node form; older opsets use `decompose`
     decompose: Callable[[OnnxBuilder, str], str] | None = None
     exported: bool = True  # False for aliases (torch Flatten -> mlpc Identity) that never go back out
@@ -69,7 +70,7 @@ class Activation:
 
     def from_onnx_attrs(self, attrs: dict[str, Any], where: str) -> nn.Module:
         for attr, want in self.onnx_fixed:
-            got = attrs.get(attr)
+            got = attrs.get(attr, dict(self.onnx_defaults).get(attr))
             if got != want:
                 raise InteropError(f"{where} has {attr}={got!r}; mlpc's {self.mlpc.__name__} is the "
                                    f"{attr}={want!r} form")
@@ -146,10 +147,11 @@ ACTIVATIONS: tuple[Activation, ...] = (
                lambda x, negative_slope: np.where(x >= 0, x, negative_slope * x),
                options=(Option("negative_slope", "negative_slope", "alpha", 0.01),)),
     Activation(nn.GELU, "GELU", "Gelu", _gelu_tanh, torch_fixed=(("approximate", "tanh"),),
-               onnx_fixed=(("approximate", "tanh"),), onnx_since=20, decompose=_decompose_gelu_tanh),
+               onnx_fixed=(("approximate", "tanh"),), onnx_defaults=(("approximate", "none"),), onnx_since=20,
+               decompose=_decompose_gelu_tanh),
     Activation(nn.Identity, "Identity", "Identity", lambda x: x),
     Activation(nn.Identity, "Flatten", "Flatten", lambda x: x, torch_fixed=(("start_dim", 1), ("end_dim", -1)),
-               onnx_fixed=(("axis", 1),), exported=False),
+               onnx_fixed=(("axis", 1),), onnx_defaults=(("axis", 1),), exported=False),
 )
 
 LayerMap = Activation | LinearMap
