@@ -9,7 +9,6 @@ import numpy as np
 from mlpc.errors import InputError
 from mlpc.types import TensorType
 
-
 KDL_CPU = 1  # DLPack's device type of host memory
 
 

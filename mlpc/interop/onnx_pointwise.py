@@ -90,10 +90,14 @@ def is_candidate(node: Any, inside: set[str], consts: dict[str, np.ndarray]) -> 
     return all(i in inside or (i in consts and np.asarray(consts[i]).size == 1) for i in node.input)
 
 
+Found = tuple[nn.Module, str, list[Any]] | tuple[None, None, list[Any]]
+
+
 def find_region(t: str, nodes: list[Any], consumers: dict[str, list[Any]], consts: dict[str, np.ndarray],
-                attrs_of: Callable[[Any], dict[str, Any]]) -> tuple[nn.Module, str, list[Any]] | tuple[None, None, list[Any]]:
+                attrs_of: Callable[[Any], dict[str, Any]]) -> Found:
     """(activation, output tensor, region nodes), or (None, None, nodes looked at) when nothing matches."""
-    inside, region = {t}, []
+    inside: set[str] = {t}
+    region: list[Any] = []
     for node in nodes:
         if len(region) >= MAX_NODES:
             break
