@@ -10,7 +10,7 @@ import mlpc
 from mlpc.interop import table
 from tests.interop.models import data, forward, mlps, table_covered
 
-TOL = 1e-5  # measured max |diff| on these models: ~2e-7 (float32 rounding of the matmuls)
+TOL = 1e-5  # issue 14's bound; measured over 40 random MLPs: predict 2.4e-7, to_torch 0 (bitwise)
 
 
 def test_every_table_activation_is_drawn() -> None:

