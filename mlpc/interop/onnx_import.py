@@ -77,7 +77,7 @@ class GraphView:
         self.producer = {o: n for n in self.nodes for o in n.output}
         self.consumers: dict[str, list[Any]] = {}
         for node in self.nodes:
-            for i in node.input:
+            for i in dict.fromkeys(node.input):  # a node reading a tensor twice is one consumer
                 self.consumers.setdefault(i, []).append(node)
         self.input, self.in_features = self._input(graph)
         self.output = self._output(graph)
