@@ -197,4 +197,5 @@ class GraphView:
 
 _SINGLE: dict[str, table.Activation] = {}
 for _entry in table.ACTIVATIONS:
-    _SINGLE.setdefault(_entry.onnx, _entry)
+    if _entry.onnx is not None:
+        _SINGLE.setdefault(_entry.onnx, _entry)

@@ -70,14 +70,14 @@ def evaluate(nodes: list[Any], t: str, consts: dict[str, np.ndarray], attrs_of: 
 
 
 def identify(values: np.ndarray) -> nn.Module | None:
-    """The option-free activation (options at their defaults) whose definition `values` matches on GRID."""
+    """The activation (with one of its candidate options) whose definition `values` matches on GRID."""
     for entry in table.ACTIVATIONS:
         if not entry.exported:
             continue
-        options = {o.mlpc: o.onnx_default for o in entry.options}
-        ref = entry.reference(GRID, **options)
-        if values.shape == ref.shape and np.all(np.abs(values - ref) <= TOLERANCE * (1.0 + np.abs(ref))):
-            return entry.build(**options)
+        for options in entry.candidates():
+            ref = entry.reference(GRID, **options)
+            if values.shape == ref.shape and np.all(np.abs(values - ref) <= TOLERANCE * (1.0 + np.abs(ref))):
+                return entry.build(**options)
     return None
 
 

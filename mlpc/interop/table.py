@@ -17,11 +17,12 @@ Params = dict[str, np.ndarray]  # a module's own parameters by local name ("weig
 
 @dataclass(frozen=True)
 class Option:
-    """One constructor argument of an activation under its mlpc, torch and ONNX names."""
+    """One constructor argument of an activation under its mlpc, torch and ONNX names (None: the ONNX op
+    has no such attribute and an imported node gets `onnx_default`)."""
 
     mlpc: str
     torch: str
-    onnx: str
+    onnx: str | None
     onnx_default: Any
 
 
@@ -31,14 +32,16 @@ class Activation:
 
     mlpc: type[nn.Module]
     torch: str  # class name in torch.nn
-    onnx: str  # ONNX op type of the single-node form
+    onnx: str | None  # ONNX op type of the single-node form (None: there is none, `decompose` always)
     reference: Callable[..., np.ndarray]  # float64 NumPy definition; keyword options under their mlpc names
     options: tuple[Option, ...] = ()
     torch_fixed: tuple[tuple[str, Any], ...] = ()  # torch attributes that must have these values
     onnx_fixed: tuple[tuple[str, Any], ...] = ()  # ONNX attributes the single-node form carries
     onnx_defaults: tuple[tuple[str, Any], ...] = ()  # ONNX's value of an onnx_fixed attribute left out
     onnx_since: int = 1  # first opset with the single-node form; older opsets use `decompose`
-    decompose: Callable[[OnnxBuilder, str], str] | None = None
+    decompose: Callable[[OnnxBuilder, str, dict[str, Any]], str] | None = None  # (builder, x, options) -> y
+    single: Callable[[dict[str, Any]], bool] | None = None  # whether the single node expresses these options
+    variants: tuple[dict[str, Any], ...] = ()  # options tried when naming a region of nodes (default: defaults)
     exported: bool = True  # False for aliases (torch Flatten -> mlpc Identity) that never go back out
 
     def options_of(self, module: nn.Module) -> dict[str, Any]:
@@ -61,12 +64,16 @@ class Activation:
         return getattr(torch.nn, self.torch)(**kw)
 
     def emit_onnx(self, b: OnnxBuilder, module: nn.Module, params: Params, x: str) -> str:
-        if b.opset < self.onnx_since:
-            assert self.decompose is not None, f"{self.onnx} has no decomposition for opset {b.opset}"
-            return self.decompose(b, x)
-        attrs = {o.onnx: v for o, v in zip(self.options, self.options_of(module).values())}
+        options = self.options_of(module)
+        if self.onnx is None or b.opset < self.onnx_since or (self.single is not None and not self.single(options)):
+            assert self.decompose is not None, f"{self.torch} has no ONNX form at opset {b.opset}"
+            return self.decompose(b, x, options)
+        attrs = {o.onnx: options[o.mlpc] for o in self.options if o.onnx is not None}
         attrs.update(self.onnx_fixed)
         return b.node(self.onnx, [x], **attrs)
+
+    def candidates(self) -> tuple[dict[str, Any], ...]:
+        return self.variants or ({o.mlpc: o.onnx_default for o in self.options},)
 
     def from_onnx_attrs(self, attrs: dict[str, Any], where: str) -> nn.Module:
         for attr, want in self.onnx_fixed:
@@ -74,7 +81,8 @@ class Activation:
             if got != want:
                 raise InteropError(f"{where} has {attr}={got!r}; mlpc's {self.mlpc.__name__} is the "
                                    f"{attr}={want!r} form")
-        return self.build(**{o.mlpc: attrs.get(o.onnx, o.onnx_default) for o in self.options})
+        return self.build(**{o.mlpc: attrs.get(o.onnx, o.onnx_default) if o.onnx else o.onnx_default
+                             for o in self.options})
 
 
 class LinearMap:
@@ -131,7 +139,7 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_K * x ** 3)))
 
 
-def _decompose_gelu_tanh(b: OnnxBuilder, x: str) -> str:
+def _decompose_gelu_tanh(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in opset-17 ops."""
     x3 = b.node("Mul", [b.node("Mul", [x, x]), x])
     inner = b.node("Add", [x, b.node("Mul", [x3, b.scalar(GELU_K)])])
