@@ -6,6 +6,7 @@ import math
 
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Op
+from mlpc.ops.elementwise import GELU_SAT
 from mlpc.types import DType
 
 TL_DTYPE = {DType.f32: "tl.float32", DType.bf16: "tl.bfloat16", DType.f16: "tl.float16",
@@ -71,7 +72,8 @@ def op_expr(op: Op, a: list[str]) -> str:
         return f"tl.where({a[0]} > 0, {a[1]}, {a[1]} * {op.attrs['alpha']!r})"
     if n == "gelu":  # 0.5 x (1 + tanh(u)) = x * sigmoid(2u)
         c, k = math.sqrt(2.0 / math.pi), 0.044715
-        return f"({a[0]} * tl.sigmoid({2 * c!r} * ({a[0]} + {k!r} * {a[0]} * {a[0]} * {a[0]})))"
+        xc = f"tl.minimum(tl.maximum({a[0]}, {-GELU_SAT!r}), {GELU_SAT!r})"  # x^3 cannot overflow
+        return f"({a[0]} * tl.sigmoid({2 * c!r} * ({xc} + {k!r} * {xc} * {xc} * {xc})))"
     if n == "pow":
         e = float(op.attrs["exponent"])
         if e == int(e) and 0 <= e <= 4:

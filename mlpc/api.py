@@ -10,6 +10,7 @@ import numpy as np
 from mlpc import nn, validate
 from mlpc.errors import MlpcError, NumericalError
 from mlpc.ir import Graph
+from mlpc.locking import ObjectLock, locked
 from mlpc.optim import Adam, Optimizer
 from mlpc.printer import print_graph
 from mlpc.tracing import Tracer
@@ -47,7 +48,12 @@ def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | 
 
 
 class Trainer:
-    """A compiled model: `step` trains on one batch, `predict` runs the forward pass."""
+    """A compiled model: `step` trains on one batch, `predict` runs the forward pass.
+
+    Safe to share between threads: steps (any batch size), predict/evaluate, parameter and state reads,
+    load_state and save run under one re-entrant lock per trainer (see mlpc/locking.py), so concurrent
+    calls take turns and the result is that of some serial order of them.
+    """
 
     def __init__(self, model: nn.Module, loss: nn.Loss, optimizer: Optimizer, batch_size: int,
                  backend: str, seed: int, in_features: int | None,
@@ -55,6 +61,7 @@ class Trainer:
                  nan_guard: bool = False) -> None:
         from runtime.backend import get_backend
 
+        self._lock = ObjectLock()  # before the backend's objects: see mlpc/locking.py on fork
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if in_features is None:
@@ -130,6 +137,7 @@ class Trainer:
                 self._stages[stage] = text
         return rec
 
+    @locked
     def _compiled_for(self, kind: str, batch: int) -> Any:
         key = (kind, batch)
         if key not in self._compiled:
@@ -146,6 +154,7 @@ class Trainer:
         return self._compiled[key]
 
     # --- running -------------------------------------------------------------------------
+    @locked
     def step(self, x: Any, y: Any) -> float:
         """One training step on a batch of at most batch_size rows; returns the batch's mean loss."""
         xs = validate.features(x, self.in_features, self.batch_size)
@@ -165,6 +174,7 @@ class Trainer:
             raise NumericalError(f"loss became {loss} at step {self.steps_taken}")
         return loss
 
+    @locked
     def predict(self, x: Any) -> np.ndarray:
         """Model outputs (logits) for any number of rows."""
         xs = validate.features(x, self.in_features, None)
@@ -175,15 +185,16 @@ class Trainer:
             outs.append(np.asarray(compiled.run(self._state, {"x": chunk})["logits"]))
         return np.concatenate(outs, axis=0)
 
+    @locked
     def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y."""
-        pred = self.predict(x).argmax(axis=1)
-        return float((pred == validate.as_array(y, "y")).mean())
+        """Classification accuracy of predict(x) against integer labels y (one per row, in [0, outputs))."""
+        xs = validate.features(x, self.in_features, None)
+        ys = validate.labels(y, xs.shape[0], self.out_features)
+        return float((self.predict(xs).argmax(axis=1) == ys).mean())
 
     def batches(self, x: Any, y: Any, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Batches of (x, y) rows as NumPy arrays (torch CPU tensors are viewed, not copied)."""
-        x, y = validate.as_array(x, "x"), validate.as_array(y, "y")
+        x, y = validate.rows(x, y)
         order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
         for lo in range(0, len(x), self.batch_size):
             idx = order[lo:lo + self.batch_size]
@@ -191,7 +202,9 @@ class Trainer:
 
     def fit(self, x: Any, y: Any, epochs: int = 1, shuffle: bool = True,
             on_step: Callable[[int, float], None] | None = None) -> list[float]:
-        """Train for whole epochs (last partial batch included); returns the mean loss per epoch."""
+        """Train for whole epochs (last partial batch included); returns the mean loss per epoch.
+        Each step takes the trainer's lock; `on_step` runs outside it."""
+        x, y = validate.rows(x, y)
         history = []
         for epoch in range(epochs):
             losses = []
@@ -203,25 +216,24 @@ class Trainer:
         return history
 
     # --- state ---------------------------------------------------------------------------
+    @locked
     def parameters(self) -> dict[str, np.ndarray]:
         return {k: self.backend.to_host(v) for k, v in self._state.items() if k in self.model.parameters()}
 
+    @locked
     def optimizer_state(self) -> dict[str, np.ndarray]:
         return {k: self.backend.to_host(v) for k, v in self._state.items() if k not in self.model.parameters()}
 
+    @locked
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace parameters/optimizer state by name; shapes and dtypes must match."""
-        for k, v in arrays.items():
+        checked = {}
+        for k, v in arrays.items():  # check everything before replacing anything
             if k not in self._state:
                 raise MlpcError(f"unknown parameter or state {k!r}")
-            cur = self.backend.to_host(self._state[k])
-            if cur.shape == () and v.shape == (1,):  # safetensors stores scalars as [1]
-                v = v.reshape(())
-            if cur.shape != v.shape:
-                from mlpc.interop.state_dict import shape_message
-
-                raise MlpcError(shape_message(k, v.shape, cur.shape))
-            self._state[k] = self.backend.to_device(np.asarray(v, dtype=cur.dtype))
+            checked[k] = validate.state_value(k, v, self.backend.to_host(self._state[k]))
+        for k, v in checked.items():
+            self._state[k] = self.backend.to_device(v)
         t = self._state.get("t")
         if t is not None:
             self.steps_taken = int(self.backend.to_host(t))
@@ -266,6 +278,7 @@ class Trainer:
         return self._graphs[stage]
 
     def save(self, path: str) -> None:
+        """Write a checkpoint of one consistent state (taken under the trainer's lock; see save_trainer)."""
         from mlpc.checkpoint import save_trainer
 
         save_trainer(self, path)

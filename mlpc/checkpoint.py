@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlpc.errors import CheckpointError, MlpcError
+from mlpc.safeio import read_regular
 
 if TYPE_CHECKING:
     from mlpc.api import Trainer
@@ -45,7 +46,9 @@ def temp_prefix(path: str) -> str:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path` (and fsync the folder)."""
+    """Write to a temp file in the same folder, fsync, then rename over `path` (and fsync the folder).
+    A symlink at `path` is followed: its target is replaced, the link stays."""
+    path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".part", dir=folder)
     try:
@@ -67,6 +70,7 @@ def atomic_write(path: str, data: bytes) -> None:
 
 def remove_stale_temps(path: str) -> list[str]:
     """Delete temp files that a killed writer of `path` left behind; returns their names."""
+    path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     prefix = temp_prefix(path)
     removed: list[str] = []
@@ -104,8 +108,7 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors.numpy import load
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path)
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     if len(data) < 8:
@@ -151,10 +154,12 @@ def trainer_metadata(trainer: "Trainer") -> dict[str, str]:
 
 
 def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] | None = None) -> None:
-    """Atomically write parameters, optimizer state and `trainer_metadata` (plus `extra_metadata`)."""
-    tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
-    tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
-    meta = trainer_metadata(trainer)
+    """Atomically write parameters, optimizer state and `trainer_metadata` (plus `extra_metadata`).
+    The three are read under the trainer's lock, so a step on another thread never tears them."""
+    with trainer._lock:
+        tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
+        tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
+        meta = trainer_metadata(trainer)
     meta.update(extra_metadata or {})
     save_arrays(path, tensors, meta)
 
@@ -171,6 +176,8 @@ def load_trainer(path: str, model: Any = None, backend: str | None = None) -> "T
             if spec is None:
                 raise CheckpointError(f"{path} holds a custom model: pass model= to mlpc.load")
             model = nn.from_spec(spec)
+        else:
+            _check_model_spec(path, model, spec)
         _check_shapes(path, model, arrays)
         batch_size = int(meta["mlpc.batch_size"])
         if not 0 < batch_size <= MAX_BATCH:
@@ -204,3 +211,23 @@ def _check_shapes(path: str, model: Any, arrays: dict[str, np.ndarray]) -> None:
         if tuple(arrays[name].shape) != tuple(p.shape):
             raise CheckpointError(f"{path}: parameter {name!r} has shape {list(arrays[name].shape)}, "
                                   f"the model expects {list(p.shape)}")
+
+
+def _check_model_spec(path: str, model: Any, stored: Any) -> None:
+    """A model passed to mlpc.load must be the one the checkpoint describes (when both have a description)."""
+    try:
+        given = json.loads(json.dumps(model.spec()))
+    except (TypeError, AttributeError):
+        return  # a custom model without a description: only the parameter shapes can be compared
+    if stored is not None and _architecture(given) != _architecture(stored):
+        raise CheckpointError(f"{path} was saved from a different model: the file describes {json.dumps(stored)}, "
+                              f"the model passed is {json.dumps(given)}")
+
+
+def _architecture(spec: Any) -> Any:
+    """A model description without initializers (the loaded weights replace what they would draw)."""
+    if isinstance(spec, dict):
+        return {k: _architecture(v) for k, v in spec.items() if k not in ("init", "bias_init")}
+    if isinstance(spec, list):
+        return [_architecture(v) for v in spec]
+    return spec

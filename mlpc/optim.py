@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
 class Optimizer:
     """Base: `pass_name` is the registered pass that emits this optimizer's update."""
+
+    def __post_init__(self) -> None:
+        """Hyperparameters as plain Python values: real scalars of any kind (NumPy's included) become
+        float/int/bool; anything else (strings, arrays, NaN, Inf, a bool given as a number) is refused."""
+        for f in fields(self):
+            object.__setattr__(self, f.name, _plain(type(self).__name__, f.name, str(f.type), getattr(self, f.name)))
 
     def pass_name(self) -> str:
         return type(self).__name__.lower()
@@ -24,6 +34,31 @@ class Optimizer:
 
     def spec(self) -> dict[str, Any]:
         return {"type": type(self).__name__, **self.options()}
+
+
+def _plain(owner: str, name: str, kind: str, v: Any) -> Any:
+    def bad(want: str) -> ValueError:
+        return ValueError(f"{owner} {name} must be {want}, got {v!r} ({type(v).__name__})")
+
+    if kind == "bool":
+        if isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v in (0, 1)):
+            return bool(v)
+        raise bad("True or False")
+    if kind.startswith("tuple"):
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+            raise bad("a pair of real numbers")
+        return tuple(_plain(owner, name, "float", b) for b in v)
+    is_bool = isinstance(v, (bool, np.bool_))
+    if kind == "int":
+        if isinstance(v, numbers.Integral) and not is_bool:
+            return int(v)
+        raise bad("an integer")
+    if not isinstance(v, numbers.Real) or is_bool:
+        raise bad("a real number")
+    out = float(v)
+    if not math.isfinite(out):
+        raise bad("a finite number")
+    return out
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -42,6 +77,7 @@ class SGD(Optimizer):
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.lr > 0, f"SGD lr must be > 0, got {self.lr}")
         _check(self.momentum >= 0, f"SGD momentum must be >= 0, got {self.momentum}")
         _check(not self.nesterov or (self.momentum > 0 and self.dampening == 0),
@@ -58,6 +94,7 @@ class Momentum(Optimizer):
     nesterov: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.lr > 0, f"Momentum lr must be > 0, got {self.lr}")
         _check(0 <= self.beta < 1, f"Momentum beta must be in [0, 1), got {self.beta}")
 
@@ -74,10 +111,10 @@ class Adam(Optimizer):
     decoupled: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.lr > 0, f"Adam lr must be > 0, got {self.lr}")
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                f"Adam betas must be two numbers in [0, 1), got {self.betas}")
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def pass_name(self) -> str:
         return "adam"

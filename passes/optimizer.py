@@ -69,7 +69,8 @@ def sgd(graph: Graph, lr: float = 0.01, momentum: float = 0.0, dampening: float 
 @register_pass("momentum")
 def momentum(graph: Graph, lr: float = 0.01, beta: float = 0.9, unbiased: bool = False,
              nesterov: bool = False) -> Graph:
-    """The lecture's momentum (state `momentum.u.<p>`); Nesterov evaluates the graph at p - lr*u."""
+    """The lecture's momentum (state `momentum.u.<p>`). Nesterov takes the gradients at p - lr*u; the
+    loss (and every other non-gradient output) stays the one at p, like every other optimizer's step."""
 
     def emit(b: Builder, p: Value, g: Value, state: list[Value], t: Value) -> Any:
         return b.momentum_update(p, g, state[0], t, lr=lr, beta=beta, unbiased=unbiased)
@@ -79,7 +80,11 @@ def momentum(graph: Graph, lr: float = 0.01, beta: float = 0.9, unbiased: bool =
         mapping = {}
         for p, (u,) in per_param:
             mapping[p.value] = b.sub(p.value, b.mul(u.value, b.scalar(lr, p.value)))
-        return substitute(g, mapping), b.ops
+        at_theta, values = _copy_ops(g.ops)  # the loss at p (its gradient ops are dead code for simplify)
+        ahead = substitute(g, mapping)
+        outs = [o if o.name.startswith("grad.") else Output(o.name, values.get(o.value, o.value))
+                for o in ahead.outputs]
+        return ahead.replace(outputs=outs), b.ops + at_theta
 
     return apply_updates(graph, "momentum", ["u"], emit, look_ahead if nesterov else None)
 
@@ -95,3 +100,17 @@ def adam(graph: Graph, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.99
         return b.adam_update(p, g, state[0], state[1], t, **attrs)
 
     return apply_updates(graph, "adam", ["m", "v"], emit)
+
+
+def _copy_ops(ops: list[Op]) -> tuple[list[Op], dict[Value, Value]]:
+    """Copies of `ops` with fresh result values (operands from outside stay); old result -> new result."""
+    values: dict[Value, Value] = {}
+    out = []
+    for op in ops:
+        new = Op(op.name, [values.get(v, v) for v in op.operands], [Value(r.type, r.hint) for r in op.results],
+                 dict(op.attrs), op.loc)
+        for old, r in zip(op.results, new.results):
+            r.producer = new
+            values[old] = r
+        out.append(new)
+    return out, values

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import operator
 import statistics
-import threading
 import time
 import weakref
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 
 from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
+from mlpc.locking import ObjectLock
 from mlpc.printer import print_graph
 from mlpc.types import DType
 from passes.fusion import FusionPlan, fuse
@@ -95,7 +95,7 @@ class LlvmCompiled:
         self.ptrs = (ctypes.c_void_p * (1 + len(self.inputs)))()
         self.ptrs[0] = self.arena.ctypes.data
         self.fn = _STEP_FN(loaded.address)
-        self.lock = threading.Lock()
+        self.lock = ObjectLock()  # fork-safe: see mlpc/locking.py
         # stop the step's worker threads before the code they run is freed
         weakref.finalize(self, _shutdown, _SHUTDOWN_FN(loaded.shutdown_address), loaded)
         self.keep: list[Any] = [None] * len(self.inputs)
@@ -237,9 +237,12 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
         except Exception:  # noqa: BLE001 - an object MCJIT cannot load is a cache miss
             hit = None
         else:
+            from mlpc.inspection.locations import reattach_locations
+
             for stage in STAGES:
-                if stage in texts:
-                    rec(stage, texts[stage])
+                if stage in texts:  # the entry may come from another file's model of the same structure
+                    rec(stage, reattach_locations(texts[stage], graph) if stage in ("fused", "planned")
+                        else texts[stage])
             return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
     meta, obj, texts = _generate(graph, target, PROFILE or profile)
     for stage in STAGES:

@@ -362,13 +362,14 @@ static int mlpc__write_all(int fd, const void *data, size_t n)
 
 /* Writes the buffers as an mlpc checkpoint (safetensors): `meta_json` holds the model's fixed
  * metadata entries ("key":"value",...), the step count and the checksum are added here. The file
- * is written to a temporary name in the same folder, synced, and renamed over `path`. */
+ * is written to a temporary name in the same folder, synced, and renamed over `path`; when `path`
+ * is a symlink to an existing file, over that file (the link stays a link). */
 static int mlpc__st_write(const char *path, const mlpc__buf *bufs, int nbuf, void *const *src,
                           const int *sorted, const char *meta_json, int64_t steps)
 {
     mlpc__text t = {NULL, 0, 0, 0};
     mlpc__sha256 s;
-    char sum[65], *tmp = NULL;
+    char sum[65], *tmp = NULL, *real = NULL;
     uint64_t off = 0, hlen;
     int i, d, fd = -1, status = MLPC_OK;
 
@@ -400,6 +401,9 @@ static int mlpc__st_write(const char *path, const mlpc__buf *bufs, int nbuf, voi
         status = mlpc__fail(MLPC_E_NOMEM, "save %s: out of memory", path);
         goto done;
     }
+    real = realpath(path, NULL); /* NULL when the file does not exist yet: write `path` itself */
+    if (real)
+        path = real;
     tmp = (char *)malloc(strlen(path) + 16);
     if (!tmp) {
         status = mlpc__fail(MLPC_E_NOMEM, "save %s: out of memory", path);
@@ -444,6 +448,7 @@ done:
         unlink(tmp);
         free(tmp);
     }
+    free(real);
     free(t.p);
     return status;
 }

@@ -9,7 +9,7 @@ from llvmlite import ir
 
 from codegen.llvm.irutil import F32, FAST, I32, const, intrinsic
 from mlpc.errors import MlpcError
-from mlpc.ops.elementwise import GELU_C, GELU_K
+from mlpc.ops.elementwise import GELU_C, GELU_K, GELU_SAT
 from mlpc.types import DType
 
 LOG2E = 1.4426950408889634
@@ -69,7 +69,8 @@ def _sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 def _gelu(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     ty = x.type
-    inner = b.fmul(const(ty, GELU_C), b.fadd(x, b.fmul(const(ty, GELU_K), b.fmul(b.fmul(x, x), x))))
+    xc = _min(b, _max(b, x, const(ty, -GELU_SAT)), const(ty, GELU_SAT))  # x^3 cannot overflow
+    inner = b.fmul(const(ty, GELU_C), b.fadd(xc, b.fmul(const(ty, GELU_K), b.fmul(b.fmul(xc, xc), xc))))
     return b.fmul(b.fmul(const(ty, 0.5), x), b.fadd(const(ty, 1.0), _tanh(b, inner)))
 
 

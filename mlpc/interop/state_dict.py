@@ -9,7 +9,7 @@ import numpy as np
 from mlpc import nn
 from mlpc.errors import InteropError
 from mlpc.interop import table
-from mlpc.validate import as_array
+from mlpc.validate import array, shape_mismatch
 
 if TYPE_CHECKING:
     from mlpc.api import Trainer
@@ -79,26 +79,16 @@ def load_state_dict(trainer: "Trainer", sd: dict[str, Any], layout: str = "mlpc"
     for name, value in sd.items():
         if name not in shapes:
             continue
-        a = as_array(value, f"state_dict[{name!r}]")
+        a = array(value, f"state_dict[{name!r}]")
         if name in conv:
             if a.ndim == 2 and tuple(a.shape) == shapes[name] and a.shape[0] != a.shape[1]:
                 raise InteropError(f"{name}: shape {list(a.shape)} is mlpc's [in, out] layout but layout='torch' "
                                    "expects torch's [out, in]: pass layout='mlpc' or transpose it")
             a = conv[name](a)
         if tuple(a.shape) != shapes[name]:
-            raise InteropError(shape_message(name, a.shape, shapes[name], layout))
+            raise InteropError(shape_mismatch(name, a.shape, shapes[name], layout))
         if a.dtype.kind not in "fiu":
             raise InteropError(f"{name}: dtype {a.dtype} is not a real number type")
         arrays[name] = np.ascontiguousarray(a, dtype=np.float32)
     trainer.load_state(arrays)
 
-
-def shape_message(name: str, got: tuple[int, ...], want: tuple[int, ...], layout: str = "mlpc") -> str:
-    msg = f"{name}: shape {list(got)} does not match the model's {list(want)}"
-    if len(got) == 2 and tuple(got) == tuple(want)[::-1]:
-        if layout == "mlpc":
-            msg += (" but is its transpose: torch stores Linear weights as [out, in] and mlpc as [in, out]; "
-                    "load a torch state_dict with trainer.load_state_dict(sd, layout='torch')")
-        else:
-            msg += " but is its transpose"
-    return msg

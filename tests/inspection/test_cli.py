@@ -81,7 +81,7 @@ def test_report_writes_html(tmp_path):
     html = out.read_text()
     assert 'id="kernel-table"' in html and "<svg" in html
     r = mlpc("report", _model(tmp_path), "--backend", "numpy", "--repeats", "0")
-    assert r.returncode == 1 and "--repeats must be at least 1" in r.stderr
+    assert r.returncode == 2 and "argument --repeats: expected an integer in [1, 100000], got 0" in r.stderr
 
 
 def test_stats_text_and_json(tmp_path):

@@ -113,8 +113,9 @@ def train_step(layers: list[Layer], params: dict[str, np.ndarray], state: dict[s
     kind = opt["type"]
     if kind == "Momentum" and opt["nesterov"]:
         look = {k: p - opt["lr"] * state[f"momentum.u.{k}"] for k, p in params.items()}
-        # mlpc's step reports the loss where the gradient is taken: at the look-ahead point
-        value, grads = loss_and_grads(layers, look, x, y, loss)
+        # the gradient is taken at the look-ahead point; the step reports the loss at the parameters
+        _, grads = loss_and_grads(layers, look, x, y, loss)
+        value, _ = loss_and_grads(layers, params, x, y, loss)
     else:
         value, grads = loss_and_grads(layers, params, x, y, loss)
     for k in list(params):
