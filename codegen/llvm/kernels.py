@@ -15,12 +15,13 @@ from llvmlite import ir
 
 from codegen.llvm import ewops
 from codegen.llvm.irutil import (
+    CONTRACT,
     F32,
     F64,
-    FAST,
     I1,
     I32,
     I64,
+    REDUCE,
     alloca_entry,
     const,
     elem_type,
@@ -177,7 +178,7 @@ def emit_reduce(c: KCtx, op: Op) -> None:
             val = b.load(gep(b, F32, src, in_off), typ=F32)
             p = gep(b, F32, out, out_off)
             cur = b.load(p, typ=F32)
-            new = ewops._max(b, cur, val) if op.name == "max" else b.fadd(cur, val, flags=FAST)
+            new = ewops._max(b, cur, val) if op.name == "max" else b.fadd(cur, val, flags=REDUCE)
             b.store(new, p)
             return
         with loop(b, 0, shape[d], name=f"r{d}") as i:
@@ -201,8 +202,8 @@ def emit_mse(c: KCtx, op: Op) -> None:
     acc = alloca_entry(b, F32, "acc")
     b.store(const(F32, 0.0), acc)
     with loop(b, 0, p.type.size, name="e") as i:
-        d = b.fsub(c.read(p, i), c.read(t, i), flags=FAST)
-        b.store(b.fadd(b.load(acc, typ=F32), b.fmul(d, d, flags=FAST), flags=FAST), acc)
+        d = b.fsub(c.read(p, i), c.read(t, i), flags=CONTRACT)
+        b.store(b.fadd(b.load(acc, typ=F32), b.fmul(d, d, flags=REDUCE), flags=REDUCE), acc)
     res = b.fdiv(b.load(acc, typ=F32), const(F32, float(max(p.type.size, 1))))
     b.store(res, c.ptr(op.result))
 
@@ -222,7 +223,7 @@ def _row_max_sum(c: KCtx, src: ir.Value, row: ir.Value, cols: int) -> tuple[ir.V
     b.store(const(F32, 0.0), sm)
     with loop(b, 0, cols, name="cs") as j:
         x = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=FAST), sm)
+        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=REDUCE), sm)
     return m, b.load(sm, typ=F32)
 
 
@@ -253,7 +254,7 @@ def emit_rowwise(c: KCtx, op: Op) -> None:
             inv = b.fdiv(const(F32, 1.0), s)
             with loop(b, 0, cols, name="cw") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=FAST), gep(b, F32, out, b.add(row, j)))
+                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT), gep(b, F32, out, b.add(row, j)))
         else:
             shift = b.fadd(m, intrinsic(b, "log", F32, [s]))
             with loop(b, 0, cols, name="cw") as j:
@@ -295,14 +296,14 @@ def emit_softmax_ce(c: KCtx, ops: list[Op], colsums: list[Op]) -> None:
             out = c.ptr(bwd.result)
             with loop(b, 0, cols, name="cg") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=FAST)
+                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT)
                 hot = b.uitofp(b.icmp_signed("==", j, lab), F32)
                 d = b.fmul(b.fsub(p, hot), scale)
                 b.store(d, gep(b, F32, out, b.add(row, j)))
                 for cs in colsums:
                     q = gep(b, F32, c.ptr(cs.result), j)
                     add = d if cs.name == "sum" else b.fmul(d, const(F32, 1.0 / rows))
-                    b.store(b.fadd(b.load(q, typ=F32), add, flags=FAST), q)
+                    b.store(b.fadd(b.load(q, typ=F32), add, flags=REDUCE), q)
     if fwd is not None:
         b.store(b.fdiv(b.load(loss, typ=F32), const(F32, float(rows))), c.ptr(fwd.result))
 

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -88,9 +88,13 @@ def known_issue(backend: str, error: BaseException, context: str = "") -> bool:
     return False
 
 
-def run_cases(strategy: st.SearchStrategy[Any], n: int, check: Callable[[Any], None]) -> None:
-    """Run `check` on `n` hypothesis examples of `strategy`; xfail at the end if a known issue was hit."""
+def run_cases(strategy: st.SearchStrategy[Any], n: int, check: Callable[[Any], None],
+              pinned: Sequence[Any] = ()) -> None:
+    """Run `check` on the `pinned` cases (failures found earlier), then on `n` hypothesis examples of
+    `strategy`; xfail at the end if a known issue was hit."""
     SEEN.clear()
+    for case in pinned:
+        check(case)
 
     @settings(max_examples=n)
     @given(strategy)

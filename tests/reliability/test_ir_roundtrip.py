@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
 from mlpc.errors import MlpcError
 from mlpc.interpreter import interpret
@@ -34,7 +34,24 @@ def random_inputs(g: Graph, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
+# Failures found by the random search, kept as fixed examples. SIGNED_ZERO: `full {value = -0.0}` was
+# printed as `full` (the default 0.0), so it parsed back as +0.0 and shared the llvm compile-cache key of
+# the +0.0 graph, whose kernel then gave div(state, full) the wrong sign of infinity.
+SIGNED_ZERO = parse("""func @g(state %s: f32[4], param %p: f32[4]) -> (a: f32[4], b: f32[4], c: f32[4]) {
+  %0: f32[4] = full {value = 0.0, shape = [4]}
+  %1: f32[4] = full {value = -0.0, shape = [4]}
+  %2: f32[4] = div %s, %0
+  %3: f32[4] = div %s, %1
+  %4: f32[4] = mul %p, %0
+  %5: f32[4] = sub %0, %4
+  %6: f32[4] = div %s, %5
+  return %2, %3, %6
+}""")
+PINNED = [SIGNED_ZERO]
+
+
 @given(graphs())
+@example(SIGNED_ZERO)
 @examples(150)
 def test_random_graph_round_trips(g: Graph) -> None:
     count("random IR graph print/parse round trip")
@@ -98,4 +115,5 @@ def check_backend_graph(backend: str, g: Graph) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_random_f32_graphs_on_backends(backend: str) -> None:
-    run_cases(graphs(max_ops=12, floats=(DType.f32,)), budget(backend, 60), lambda g: check_backend_graph(backend, g))
+    run_cases(graphs(max_ops=12, floats=(DType.f32,)), budget(backend, 60), lambda g: check_backend_graph(backend, g),
+              pinned=PINNED)
