@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from mlpc.commands import argtypes
 from mlpc.commands.common import add_model_args, compile_from_args
 
 
@@ -18,7 +19,8 @@ def register(sub: Any) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension open (default: "
                                                                  "the batch size)")
     p.add_argument("--softmax", action="store_true", help="add an output `probabilities` (softmax of `logits`)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    p.add_argument("--opset", type=argtypes.int_range(17, None), default=17,
+                   help="ONNX opset, 17 up to the installed onnx package's newest (default 17)")
     p.set_defaults(func=run)
 
 

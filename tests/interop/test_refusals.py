@@ -217,3 +217,10 @@ def test_custom_modules_have_no_counterpart(tmp_path: Path) -> None:
                             batch_size=2, backend="numpy")
     with pytest.raises(InteropError, match=r"module 1 \(Residual\) has no PyTorch counterpart"):
         residual.to_torch()
+
+
+def test_cli_refuses_an_old_opset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlpc.cli import main
+
+    assert main(["export-onnx", "-o", str(tmp_path / "m.onnx"), "--opset", "16"]) == 2
+    assert "argument --opset: expected an integer >= 17, got 16" in capsys.readouterr().err
