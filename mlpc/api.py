@@ -209,7 +209,7 @@ class Trainer:
         values = metric_values(self.loss, self.predict(xs), ys, names)
         return values[names[0]] if metrics is None else values
 
-    def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool = True, seed: int = 0
+    def batches(self, x: Any, y: Any, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         x, y = validate.rows(x, y)
         order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
@@ -217,7 +217,7 @@ class Trainer:
             idx = order[lo:lo + self.batch_size]
             yield x[idx], y[idx]
 
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, shuffle: bool = True,
+    def fit(self, x: Any, y: Any, epochs: int = 1, shuffle: bool = True,
             on_step: Callable[[int, float], None] | None = None) -> list[float]:
         """Train for whole epochs (last partial batch included); returns the mean loss per epoch.
         Each step takes the trainer's lock; `on_step` runs outside it."""
@@ -328,6 +328,32 @@ class Trainer:
         t = self._state.get("t")
         if t is not None:
             self.steps_taken = int(self.backend.to_host(t))
+
+    def state_dict(self, layout: str = "mlpc") -> dict[str, np.ndarray]:
+        """Parameters only (like a torch module's), as NumPy arrays; `layout="torch"` gives torch's names and
+        [out, in] Linear weights (docs/interop.md)."""
+        from mlpc.interop.state_dict import state_dict
+
+        return state_dict(self, layout)
+
+    def load_state_dict(self, state_dict: dict[str, Any], layout: str = "mlpc", strict: bool = True) -> None:
+        """Load parameters from torch tensors or NumPy arrays given in `layout` ("mlpc" or "torch")."""
+        from mlpc.interop.state_dict import load_state_dict
+
+        load_state_dict(self, state_dict, layout, strict)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with the trained weights (needs the interop extra)."""
+        from mlpc.interop.torch_out import to_torch
+
+        return to_torch(self)
+
+    def export_onnx(self, path: str, softmax: bool = False, dynamic_batch: bool = False, opset: int = 17) -> None:
+        """Write the inference graph as ONNX: input `x`, output `logits` (and `probabilities` with softmax=True);
+        the batch is batch_size unless dynamic_batch=True (needs the interop extra)."""
+        from mlpc.interop.onnx_export import export_onnx
+
+        export_onnx(self, path, softmax=softmax, dynamic_batch=dynamic_batch, opset=opset)
 
     # --- inspection ----------------------------------------------------------------------
     def stages(self) -> list[str]:
