@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.triton_dropout import DropoutKernel, plan_dropout
 from codegen.triton_policy import SM_COUNT, TritonPolicy
 from codegen.views import UnsupportedError, View, constant, contiguous, shape2
 from mlpc.ir import Graph, Op, Value
+from mlpc.ops.optim import split_operands
 from mlpc.types import DType
 from passes.fusion import fuse
 from passes.gpu import apply_rewrites
@@ -102,7 +104,8 @@ class RowwiseKernel:
 
 @dataclass
 class OptKernel:
-    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t."""
+    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t, and the
+    runtime hyperparameter scalars (name -> view, see mlpc.ops.optim.hyper_names)."""
 
     name: str
     opname: str
@@ -112,9 +115,10 @@ class OptKernel:
     g: View
     slots: list[View]
     t: View
+    hyper: dict[str, View] = field(default_factory=dict)
 
 
-Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel
+Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel | DropoutKernel
 
 
 @dataclass
@@ -230,6 +234,8 @@ class Lowering:
             self.emit_rowwise(op)
         elif k.kind == "mse":
             self.emit_mse(op)
+        elif k.kind == "fill" and op.name == "dropout_mask":  # reads only t: planned first
+            self.kernels.append(plan_dropout(self, op))
         elif k.kind == "elementwise":
             tile = shape2(op.result.shape)
             body = Body()
@@ -454,8 +460,9 @@ class Lowering:
         dt = op0.operands[0].dtype
         n = views["n"]
         flat = [View(a, (1, n), (n, 1), dt) for a in arenas]
+        _, t, hyper = split_operands(op0.name, op0.attrs, op0.operands)
         self.kernels.append(OptKernel(self.kname("opt"), op0.name, dict(op0.attrs), n, flat[0], flat[1],
-                                      flat[2:], self.view(op0.operands[-1])))
+                                      flat[2:], self.view(t), {k: self.view(v) for k, v in hyper.items()}))
 
     # -- outputs --------------------------------------------------------------------------
     def place_outputs(self, inputs: dict[str, View], opt_ops: set[int]) -> tuple[dict[str, View], list]:
@@ -487,7 +494,9 @@ def reads(k: Kernel) -> list[View]:
         return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
     if isinstance(k, RowwiseKernel):
         return [k.src]
-    return [k.p, k.g, *k.slots, k.t]
+    if isinstance(k, DropoutKernel):
+        return [k.t]
+    return [k.p, k.g, *k.slots, k.t, *k.hyper.values()]
 
 
 def plan_graph(graph: Graph, sm_count: int = SM_COUNT, precision: str = "tf32") -> Plan:

@@ -13,6 +13,7 @@ from codegen.kernel_plan import (
     SceKernel,
     reads,
 )
+from codegen.triton_dropout import DropoutKernel
 from codegen.views import View
 from passes.memory import MemoryPolicy, pack
 
@@ -31,6 +32,8 @@ def writes(k: Kernel) -> list[View]:
         return [k.out]
     if isinstance(k, SceKernel):
         return [v for v in (k.partial, k.grad) if v is not None]
+    if isinstance(k, DropoutKernel):
+        return [k.out]
     assert isinstance(k, OptKernel)
     return [k.p, *k.slots]
 

@@ -9,8 +9,8 @@ data and the policy). Kernel kinds, in the spirit of TVM's FuseOps pattern kinds
   softmax_ce   softmax_cross_entropy forward and its gradient (and, where the policy allows, the bias
                gradient's column sums) in one pass over the logits
   optimizer    parameter updates in one multi-tensor kernel (and rank-K weight gradients on CPU)
-  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye), copy (concat,
-               slice), solve (linear_solve): single ops
+  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye, dropout_mask),
+               copy (concat, slice), solve (linear_solve): single ops
 Ops in `policy.view_ops` get no kernel: they are strided views of their operand's buffer, and a
 kernel that reads one depends on the kernel that produced the viewed value.
 
@@ -68,8 +68,12 @@ def rank_k_gradient(op: Op, rank_k_max: int = RANK_K_MAX) -> bool:
 
 
 def optimizer_key(op: Op) -> tuple:
-    """Update ops that can share one multi-tensor kernel: same op, attributes, step counter, dtype."""
-    return (op.name, tuple(sorted(op.attrs.items())), id(op.operands[-1]), op.operands[0].dtype)
+    """Update ops that can share one multi-tensor kernel: same rule, attributes, step counter and
+    hyperparameter operands, and dtype."""
+    from mlpc.ops.optim import n_state
+
+    scalars = op.operands[2 + n_state(op.name, op.attrs):]
+    return (op.name, tuple(sorted(op.attrs.items())), tuple(id(v) for v in scalars), op.operands[0].dtype)
 
 
 class _Planner:
@@ -195,7 +199,11 @@ class _Planner:
     def add_update(self, i: int, op: Op, optimizers: dict[tuple, Kernel]) -> None:
         key = optimizer_key(op) if self.policy.optimizer_by_key else ()
         k = optimizers.get(key)
-        if k is not None and self.can_extend(k, i):
+        # an update reading another update's result (a second update of the same parameter) starts a
+        # new kernel: an optimizer kernel runs its updates in any order and keeps no result in registers
+        chained = k is not None and any(self.kernel_of_value(v) is k and _kind(self.ops[self.index[v]]) == "optimizer"
+                                        for v in op.operands)
+        if k is not None and not chained and self.can_extend(k, i):
             self.join(k, i)
         else:
             k = optimizers[key] = self.new("optimizer", i)

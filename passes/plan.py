@@ -14,7 +14,7 @@ from mlpc.printer import print_graph, value_names
 
 # Op name -> kernel kind for ops that always run as a kernel of their own (when not a view).
 SINGLE_OP_KINDS = {
-    "max": "reduce", "full": "fill", "eye": "fill", "concat": "copy", "slice": "copy",
+    "max": "reduce", "full": "fill", "eye": "fill", "dropout_mask": "fill", "concat": "copy", "slice": "copy",
     "linear_solve": "solve", "transpose": "transpose", "softmax": "rowwise", "log_softmax": "rowwise",
     "one_hot": "rowwise", "mse": "mse",
 }
