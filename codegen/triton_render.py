@@ -402,7 +402,8 @@ def render_optimizer(k: OptKernel) -> Launch:
     gp = args.ptr("g", k.g)
     sp = [args.ptr("s", s) for s in k.slots]
     tp = args.ptr("t", k.t)
-    hp = {name: args.ptr("h", view) for name, view in k.hyper.items()}
+    # a constant hyperparameter is inlined below and takes no pointer argument
+    hp = {name: ("" if view.is_const else args.ptr("h", view)) for name, view in k.hyper.items()}
     args.int("n", k.n)
     dt = TL_DTYPE[k.p.dtype]
     lines = ["    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
