@@ -29,7 +29,7 @@ def _load_builtin() -> None:
     import passes.optimizer  # noqa: F401
     import passes.simplify  # noqa: F401
 
-    for extra in ("passes.fusion", "passes.memory", "passes.probe", "passes.newton", "passes.guard"):
+    for extra in ("passes.fusion", "passes.memory", "passes.probe", "passes.newton", "passes.guard", "passes.gpu"):
         try:
             __import__(extra)
         except ImportError:
