@@ -52,7 +52,8 @@ class Trainer:
     def __init__(self, model: nn.Module, loss: nn.Loss, optimizer: Optimizer, batch_size: int,
                  backend: str, seed: int, in_features: int | None,
                  print_after: str | None = None, ir_stream: Any = None, probe: bool = False,
-                 nan_guard: bool = False) -> None:
+                 nan_guard: bool = False, distributed: Any = None) -> None:
+        from mlpc import distributed as dist
         from runtime.backend import get_backend
 
         if batch_size <= 0:
@@ -66,6 +67,13 @@ class Trainer:
         self.batch_size, self.in_features, self.seed = batch_size, in_features, seed
         self.backend_name = backend
         self.nan_guard = nan_guard
+        self.comm = dist.resolve(distributed)
+        # rows of one global batch this process steps on (all of it, unless data-parallel)
+        self.local_batch_size = batch_size
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            self.local_batch_size = data_parallel.prepare(self.comm, batch_size)
         self.print_after, self.ir_stream = print_after, ir_stream
         self.probe = probe
         self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
@@ -75,7 +83,7 @@ class Trainer:
         self._compiled: dict[tuple[str, int], Any] = {}
         self.steps_taken = 0
         model.initialize(seed)
-        step_graph = self._build_step(batch_size, record=True)
+        step_graph = self._build_step(self.local_batch_size, record=True)
         self.out_features = self._out_features()
         self.num_classes = self.out_features if isinstance(loss, nn.CrossEntropyLoss) else None
         self._state: dict[str, Any] = {}
@@ -86,6 +94,10 @@ class Trainer:
                 self._state[inp.name] = self.backend.to_device(data)
             elif inp.role == "state":
                 self._state[inp.name] = self.backend.to_device(np.zeros(inp.value.shape, inp.value.dtype.numpy))
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            data_parallel.synchronize(self)
 
     # --- compilation ---------------------------------------------------------------------
     def _out_features(self) -> int:
@@ -98,7 +110,8 @@ class Trainer:
     def _pipeline(self) -> str:
         probe = "probe," if self.probe else ""
         guard = ",nan_guard" if self.nan_guard else ""
-        return f"autodiff,{probe}{self.optimizer.pipeline_text()},simplify{guard}"
+        distribute = "distribute," if self.comm is not None else ""
+        return f"autodiff,{probe}{distribute}{self.optimizer.pipeline_text()},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
         from passes.manager import PassManager
@@ -121,7 +134,13 @@ class Trainer:
         optimized = pm.run(traced, self._pipeline())
         if record:
             self.pass_timings = pm.timing_report()
-        self._compiled[("step", batch)] = self.backend.lower(optimized, self._recorder(record))
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            lowered = data_parallel.lower_step(self, optimized, self._recorder(record))
+        else:
+            lowered = self.backend.lower(optimized, self._recorder(record))
+        self._compiled[("step", batch)] = lowered
         return optimized
 
     def _recorder(self, record: bool) -> Callable[[str, str], None]:
@@ -147,12 +166,20 @@ class Trainer:
 
     # --- running -------------------------------------------------------------------------
     def step(self, x: Any, y: Any) -> float:
-        """One training step on a batch of at most batch_size rows; returns the batch's mean loss."""
-        xs = validate.features(x, self.in_features, self.batch_size)
-        target = self.loss.target_type(xs.shape[0], self.out_features)
-        ys = validate.targets(y, target, self.num_classes, xs.shape[0])
-        compiled = self._compiled_for("step", xs.shape[0])
-        out = compiled.run(self._state, {"x": xs, "y": ys})
+        """One training step on a batch of at most batch_size rows; returns the batch's mean loss.
+
+        Data-parallel (`distributed=`): x and y are this rank's rows of the global batch (possibly none),
+        and the loss returned is the mean over the whole global batch, the same on every rank."""
+        if self.comm is not None and np.shape(x)[:1] == (0,):
+            from mlpc import data_parallel
+
+            out = data_parallel.step_without_rows(self, x)
+        else:
+            xs = validate.features(x, self.in_features, self.local_batch_size)
+            target = self.loss.target_type(xs.shape[0], self.out_features)
+            ys = validate.targets(y, target, self.num_classes, xs.shape[0])
+            compiled = self._compiled_for("step", xs.shape[0])
+            out = compiled.run(self._state, {"x": xs, "y": ys})
         if self.nan_guard and float(np.asarray(out["nonfinite"])) != 0.0:
             raise NumericalError(f"step {self.steps_taken + 1}: the loss or a gradient became NaN or Inf "
                                  f"(loss {float(np.asarray(out['loss']))}); the step was not applied, parameters "
@@ -176,12 +203,27 @@ class Trainer:
         return np.concatenate(outs, axis=0)
 
     def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y."""
+        """Classification accuracy of predict(x) against integer labels y (data-parallel: each rank
+        scores its share of the same (x, y) and the counts are summed over the ranks)."""
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            return data_parallel.evaluate(self, x, y, self._correct)
+        right, total = self._correct(x, y)
+        return right / total
+
+    def _correct(self, x: Any, y: Any) -> tuple[int, int]:
         pred = self.predict(x).argmax(axis=1)
-        return float((pred == np.asarray(y)).mean())
+        return int((pred == np.asarray(y)).sum()), int(len(pred))
 
     def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of batch_size rows (data-parallel: this rank's rows of each global batch)."""
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            yield from data_parallel.shard_batches(self, x, y, shuffle, seed)
+            return
         order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
         for lo in range(0, len(x), self.batch_size):
             idx = order[lo:lo + self.batch_size]
@@ -238,13 +280,18 @@ class Trainer:
     def save(self, path: str) -> None:
         from mlpc.checkpoint import save_trainer
 
-        save_trainer(self, path)
+        if self.comm is None:
+            save_trainer(self, path)
+            return
+        if self.comm.rank == 0:  # every rank holds the same state: rank 0 writes, the others wait for it
+            save_trainer(self, path)
+        self.comm.comm.Barrier()
 
 
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
             batch_size: int = 128, backend: str = "llvm", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
-            probe: bool = False, nan_guard: bool = False) -> Trainer:
+            probe: bool = False, nan_guard: bool = False, distributed: Any = None) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
@@ -252,8 +299,10 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     each `step` then leaves them in `trainer.last_probe`.
     `nan_guard=True` adds the nan_guard pass: a step whose loss or gradients are NaN/Inf raises
     `mlpc.NumericalError` naming the step and leaves parameters and optimizer state untouched.
+    `distributed=True` (or an mpi4py communicator) trains data-parallel over MPI ranks (run under
+    `mpiexec`): `batch_size` is the global batch, gradients are averaged by an `allreduce` in the IR.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
-                   in_features, print_after, ir_stream, probe, nan_guard)
+                   in_features, print_after, ir_stream, probe, nan_guard, distributed)
