@@ -78,6 +78,8 @@ FLOP_RULES: dict[str, Callable[[Op], int]] = {
     "eye": lambda op: 0, "concat": lambda op: 0, "slice": lambda op: 0,  # memory only
     # integer work, counted as operations: 10 Philox rounds of ~8 per 4 elements, a compare and select each
     "dropout_mask": lambda op: 22 * op.result.type.size,
+    # one add per element and rank, done by MPI between the two halves of a data-parallel step
+    "allreduce": lambda op: _numel(op.result),
 }
 
 
