@@ -44,7 +44,7 @@ def test_one_rank_pipeline_has_no_collectives() -> None:
 
 
 def test_split_halves_compose_to_the_whole_step() -> None:
-    whole = _step("autodiff,distribute,sgd{lr=0.1, momentum=0.9},simplify")
+    whole = _step("autodiff,distribute,sgd{momentum=0.9},simplify")
     before = print_graph(whole)
     split = split_at_collectives(whole)
     assert print_graph(whole) == before  # pure: the input graph is untouched
