@@ -230,18 +230,23 @@ def fork_child(body: Any) -> int:
     return wait_bounded(pid, 120)
 
 
-def threaded_target(monkeypatch):
-    monkeypatch.setenv("MLPC_NUM_THREADS", "2")
+@pytest.fixture
+def two_threads():
+    """mlpc.compile targets 2 threads (host_target is cached: cleared before and after)."""
+    old = os.environ.get("MLPC_NUM_THREADS")
+    os.environ["MLPC_NUM_THREADS"] = "2"
+    host_target.cache_clear()
+    yield
+    if old is None:
+        del os.environ["MLPC_NUM_THREADS"]
+    else:
+        os.environ["MLPC_NUM_THREADS"] = old
     host_target.cache_clear()
 
 
-def test_fork_while_another_thread_steps_a_trainer(monkeypatch):
-    threaded_target(monkeypatch)
-    try:
-        tr = mlpc.compile(nn.Sequential(nn.Linear(300, 256), nn.ReLU(), nn.Linear(256, 10)), batch_size=200,
-                          backend="llvm")
-    finally:
-        host_target.cache_clear()
+def test_fork_while_another_thread_steps_a_trainer(two_threads):
+    tr = mlpc.compile(nn.Sequential(nn.Linear(300, 256), nn.ReLU(), nn.Linear(256, 10)), batch_size=200,
+                      backend="llvm")
     assert tr._compiled[("step", 200)].meta["threads"] == 2  # the step runs the worker pool
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((200, 300)).astype(np.float32), rng.integers(0, 10, 200).astype(np.int32)
