@@ -94,6 +94,7 @@ def run_shared(obj: Any, tmp_path: Any, save: bool) -> tuple[list[list[float]], 
         go.wait()
         for x, y in plans[k]:
             losses[k].append(obj.step(x, y))
+            time.sleep(0)  # offer the GIL: more interleavings (the verdict does not depend on them)
 
     def reader() -> None:
         go.wait()
@@ -106,6 +107,7 @@ def run_shared(obj: Any, tmp_path: Any, save: bool) -> tuple[list[list[float]], 
             path = str(tmp_path / f"c{len(saves)}.safetensors")
             obj.save(path)
             saves.append(path)
+            time.sleep(0)
 
     steppers = [threading.Thread(target=stepper, args=(k,)) for k in range(THREADS)]
     others = [threading.Thread(target=reader), threading.Thread(target=saver)]
