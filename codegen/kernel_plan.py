@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.triton_dropout import DropoutKernel, plan_dropout
 from codegen.views import UnsupportedError, View, constant, contiguous, shape2
 from mlpc.ir import Graph, Op, Value
+from mlpc.ops.optim import UPDATE_OPS, n_state, split_operands
 from mlpc.types import DType
 
 
@@ -96,7 +98,8 @@ class RowwiseKernel:
 
 @dataclass
 class OptKernel:
-    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t."""
+    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t, and the
+    runtime hyperparameter scalars (name -> view, see mlpc.ops.optim.hyper_names)."""
 
     name: str
     opname: str
@@ -106,9 +109,10 @@ class OptKernel:
     g: View
     slots: list[View]
     t: View
+    hyper: dict[str, View] = field(default_factory=dict)
 
 
-Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel
+Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel | DropoutKernel
 
 
 @dataclass
@@ -173,8 +177,8 @@ class Planner:
             inputs[inp.name] = v
             self.views[inp.value] = v
         opt_ops = {id(op) for ops, _ in opt_groups for op in ops}
-        for op in self.g.ops:  # constants are ready before any kernel
-            if op.name == "full":
+        for op in self.g.ops:  # constants (and dropout masks, which read only t) are ready before any kernel
+            if op.name in ("full", "dropout_mask"):
                 self.lower_op(0, op)
         for i, op in enumerate(self.g.ops):
             if id(op) in self.done or id(op) in opt_ops:
@@ -224,6 +228,8 @@ class Planner:
             self.emit_sce(index, op)
         elif op.name in ("softmax", "log_softmax", "one_hot"):
             self.emit_rowwise(op)
+        elif op.name == "dropout_mask":
+            self.kernels.append(plan_dropout(self, op))
         elif _is_elementwise(op):
             tile = shape2(op.result.shape)
             body = Body()
@@ -433,8 +439,9 @@ class Planner:
     def optimizer_groups(self) -> list[tuple[list[Op], dict]]:
         groups: dict[tuple, list[Op]] = {}
         for op in self.g.ops:
-            if op.name in ("adam_update", "sgd_update", "momentum_update"):
-                key = (op.name, tuple(sorted(op.attrs.items())), op.operands[-1], op.operands[0].dtype)
+            if op.name in UPDATE_OPS:  # one group per rule, step count and hyperparameter values
+                nt = 2 + n_state(op.name, op.attrs)
+                key = (op.name, tuple(sorted(op.attrs.items())), tuple(op.operands[nt:]), op.operands[0].dtype)
                 groups.setdefault(key, []).append(op)
         return [(ops, {}) for ops in groups.values()]
 
@@ -482,8 +489,9 @@ class Planner:
         dt = op0.operands[0].dtype
         n = views["n"]
         flat = [View(a, (1, n), (n, 1), dt) for a in arenas]
+        _, t, hyper = split_operands(op0.name, op0.attrs, op0.operands)
         self.kernels.append(OptKernel(self.kname("opt"), op0.name, dict(op0.attrs), n, flat[0], flat[1],
-                                      flat[2:], self.view(op0.operands[-1])))
+                                      flat[2:], self.view(t), {k: self.view(v) for k, v in hyper.items()}))
         for op in ops:
             self.done.add(id(op))
 
@@ -516,7 +524,9 @@ def _reads(k: Kernel) -> list[View]:
         return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
     if isinstance(k, RowwiseKernel):
         return [k.src]
-    return [k.p, k.g, *k.slots, k.t]
+    if isinstance(k, DropoutKernel):
+        return [k.t]
+    return [k.p, k.g, *k.slots, k.t, *k.hyper.values()]
 
 
 def _is_elementwise(op: Op) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,7 +17,8 @@ from codegen.kernel_plan import (
     RowwiseKernel,
     SceKernel,
 )
-from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
+from codegen.triton_dropout import DropoutKernel, render_dropout
+from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, flit, op_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
 
@@ -261,7 +261,7 @@ def render_reduce(k: ReduceKernel) -> Launch:
            f"        t = tl.load({x} + rows[:, None] * sr + cols[None, :] * sc, mask=m, other={other})"
            ".to(tl.float32)",
            f"        {step}",
-           f"    res = {final} * {k.scale!r}",
+           f"    res = {final} * {flit(k.scale)}",
            f"    tl.store({out} + pid_s * C + cols, res.to({TL_DTYPE[k.out.dtype]}), mask=cmask)"]
     warps = 4 if br * bc >= 1024 else 1
     return Launch(k.name, "\n".join(src) + "\n", args.items, (k.splits, -(-cols // bc)),
@@ -346,51 +346,51 @@ def render_rowwise(k: RowwiseKernel) -> Launch:
 
 # --- optimizers -----------------------------------------------------------------------------
 
+def _bias_corr(beta: str) -> str:
+    """f32(1 - beta**step) for a runtime f32 beta, in double like the NumPy reference (beta 0 -> 1)."""
+    return (f"tl.where({beta} > 0, 1.0 - tl.exp(step * tl.log(tl.maximum({beta}, 1e-30).to(tl.float64))), "
+            f"1.0).to(tl.float32)")
+
+
 def _opt_math(k: OptKernel) -> list[str]:
+    """The update rule of mlpc/ops/optim.py's references; hyperparameters are loaded scalars h_<name>."""
     at = k.attrs
-    f = repr
+    lines = ["    g = g * h_gscale"] if at.get("clip") else []
     if k.opname == "adam_update":
-        lines = []
-        if at["weight_decay"] and at["decoupled"]:
-            lines.append(f"    p = p - {f(float(at['lr'] * at['weight_decay']))} * p")
-        elif at["weight_decay"]:
-            lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
-        b1, b2 = float(at["beta1"]), float(at["beta2"])
-        lines += [f"    s0 = {b1!r} * s0 + {1 - b1!r} * g",
-                  f"    s1 = {b2!r} * s1 + {1 - b2!r} * (g * g)"]
+        if at["decoupled"]:
+            lines.append("    p = p - (h_lr * h_weight_decay) * p")
+        else:
+            lines.append("    g = g + h_weight_decay * p")
+        lines += ["    s0 = h_beta1 * s0 + (1.0 - h_beta1) * g",
+                  "    s1 = h_beta2 * s1 + (1.0 - h_beta2) * (g * g)"]
         if at["bias_correction"]:
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c1 = (1.0 - tl.exp(step * {math.log(b1)!r})).to(tl.float32)" if b1 > 0 else "    c1 = 1.0",
-                      f"    c2 = (1.0 - tl.exp(step * {math.log(b2)!r})).to(tl.float32)" if b2 > 0 else "    c2 = 1.0",
+                      f"    c1 = {_bias_corr('h_beta1')}",
+                      f"    c2 = {_bias_corr('h_beta2')}",
                       "    mh = s0 / c1",
                       "    vh = s1 / c2"]
         else:
             lines += ["    mh = s0", "    vh = s1"]
-        lines.append(f"    p = p - {f(float(at['lr']))} * mh / (tl.sqrt(vh) + {f(float(at['eps']))})")
+        lines.append(f"    p = p - h_lr * mh / (tl.sqrt(vh) + {flit(float(at['eps']))})")
         return lines
     if k.opname == "sgd_update":
-        lines = []
-        if at["weight_decay"]:
-            lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
+        lines.append("    g = g + h_weight_decay * p")
         if at["momentum"]:
-            mom = float(at["momentum"])
             lines += ["    first = tl.load(t) == 0",
-                      f"    s0 = tl.where(first, g, {mom!r} * s0 + {1 - float(at['dampening'])!r} * g)",
-                      f"    d = g + {mom!r} * s0" if at["nesterov"] else "    d = s0"]
+                      f"    s0 = tl.where(first, g, h_momentum * s0 + {flit(1 - float(at['dampening']))} * g)",
+                      "    d = g + h_momentum * s0" if at["nesterov"] else "    d = s0"]
         else:
             lines.append("    d = g")
-        lines.append(f"    p = p - {f(float(at['lr']))} * d")
+        lines.append("    p = p - h_lr * d")
         return lines
     if k.opname == "momentum_update":
-        beta = float(at["beta"])
-        lines = [f"    s0 = {beta!r} * s0 + {1 - beta!r} * g"]
+        lines.append("    s0 = h_beta * s0 + (1.0 - h_beta) * g")
         if at["unbiased"]:
-            corr = f"(1.0 - tl.exp(step * {math.log(beta)!r})).to(tl.float32)" if beta > 0 else "1.0"
             lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c = {corr}",
-                      f"    p = p - {f(float(at['lr']))} * (s0 / c)"]
+                      f"    c = {_bias_corr('h_beta')}",
+                      "    p = p - h_lr * (s0 / c)"]
         else:
-            lines.append(f"    p = p - {f(float(at['lr']))} * s0")
+            lines.append("    p = p - h_lr * s0")
         return lines
     raise UnsupportedError(f"no optimizer kernel for {k.opname}")
 
@@ -402,6 +402,7 @@ def render_optimizer(k: OptKernel) -> Launch:
     gp = args.ptr("g", k.g)
     sp = [args.ptr("s", s) for s in k.slots]
     tp = args.ptr("t", k.t)
+    hp = {name: args.ptr("h", view) for name, view in k.hyper.items()}
     args.int("n", k.n)
     dt = TL_DTYPE[k.p.dtype]
     lines = ["    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
@@ -409,6 +410,10 @@ def render_optimizer(k: OptKernel) -> Launch:
              f"    p = tl.load({pp} + idx, mask=mask).to(tl.float32)",
              f"    g = tl.load({gp} + idx, mask=mask).to(tl.float32)",
              "    t = " + tp]
+    for name, ptr in hp.items():
+        view = k.hyper[name]
+        lines.append(f"    h_{name} = " + (f"{float(view.const or 0.0)!r}" if view.is_const else
+                                           f"tl.load({ptr}).to(tl.float32)"))
     for j, s in enumerate(sp):
         lines.append(f"    s{j} = tl.load({s} + idx, mask=mask).to(tl.float32)")
     lines += _opt_math(k)
@@ -434,6 +439,8 @@ def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
         return render_sce(k)
     if isinstance(k, RowwiseKernel):
         return render_rowwise(k)
+    if isinstance(k, DropoutKernel):
+        return render_dropout(k, Launch, _Args())
     return render_optimizer(k)
 
 

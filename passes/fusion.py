@@ -7,7 +7,7 @@ Kernel kinds:
   softmax_ce   softmax_cross_entropy forward and its gradient (and the bias gradient's column sums)
                in one pass over the logits
   optimizer    every parameter's update in one kernel
-  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye), copy (concat,
+  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye, dropout_mask), copy (concat,
                slice), solve (linear_solve): single ops
 
 A group is placed at its last op; an op joins a group only if no outside op earlier than it reads
@@ -177,7 +177,12 @@ def fuse(graph: Graph) -> FusionPlan:
             new("gemm", i)
             continue
         if kind == "optimizer":
-            if optimizer is not None and can_extend(optimizer, i):
+            # an update reading another update's result (e.g. a second update of the same parameter) starts
+            # a new kernel: the optimizer kernel runs its updates in any order and keeps no result in registers
+            chained = optimizer is not None and any(
+                v.producer is not None and id(v.producer) in index and index[id(v.producer)] in optimizer.ops
+                and _kind(v.producer) == "optimizer" for v in op.operands)
+            if optimizer is not None and not chained and can_extend(optimizer, i):
                 join(optimizer, i)
             else:
                 optimizer = new("optimizer", i)
@@ -211,7 +216,7 @@ def fuse(graph: Graph) -> FusionPlan:
             continue
         if op.name == "max":
             new("reduce", i)
-        elif op.name in ("full", "eye"):
+        elif op.name in ("full", "eye", "dropout_mask"):
             new("fill", i)
         elif op.name in ("concat", "slice"):
             new("copy", i)

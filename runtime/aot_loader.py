@@ -167,7 +167,8 @@ class ExportedModel:
                 "create", "destroy", "last_error", "predict_n", "buffer", "load", "save", "steps", "num_buffers",
                 "buffer_info")}
             if not m["inference_only"]:
-                fns["train_step_n"] = getattr(lib, f"{self.name}_train_step_n")
+                for k in ("train_step_n", "set_hyper", "get_hyper"):
+                    fns[k] = getattr(lib, f"{self.name}_{k}")
         except AttributeError as e:
             raise MlpcError(f"{damaged}: it lacks part of the mlpc API ({e})") from None
         vp, i64 = ctypes.c_void_p, ctypes.c_int64
@@ -182,6 +183,8 @@ class ExportedModel:
         fns["buffer_info"].argtypes = [ctypes.c_int, ctypes.POINTER(_BufferInfo)]
         if "train_step_n" in fns:
             fns["train_step_n"].argtypes = [vp, i64, vp, vp, ctypes.POINTER(ctypes.c_float)]
+            fns["set_hyper"].argtypes = [vp, ctypes.c_char_p, ctypes.c_double]
+            fns["get_hyper"].argtypes = [vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_double)]
         self._fns = fns
         self._lib = lib
         self._check_buffer_table(m["buffers"], damaged)
@@ -306,6 +309,38 @@ class ExportedModel:
     def optimizer_state(self) -> dict[str, np.ndarray]:
         self._live()
         return {k: v.copy() for k, (role, v) in self._buffers.items() if role == "state"}
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The runtime hyperparameter buffers (hyper.lr, ...) and their values."""
+        self._live()
+        return {k: float(v) for k, (role, v) in self._buffers.items() if role == "hyper"}
+
+    # --- runtime hyperparameters (NAME_set_hyper / NAME_get_hyper, ABI 2) -------------------------
+    @locked
+    def set_hyper(self, name: str, value: float) -> None:
+        """Set "lr", "momentum", "beta", "beta1", "beta2" or "weight_decay" (every group's), or one buffer
+        ("hyper.g1.lr"); the next step uses it."""
+        self._live()
+        if self.inference_only:
+            raise MlpcError(f"{self.path} is an inference-only library: it has no hyperparameters")
+        self._check(self._fns["set_hyper"](self._state, name.encode(), float(value)), "set_hyper")
+
+    @locked
+    def get_hyper(self, name: str) -> float:
+        self._live()
+        if self.inference_only:
+            raise MlpcError(f"{self.path} is an inference-only library: it has no hyperparameters")
+        out = ctypes.c_double()
+        self._check(self._fns["get_hyper"](self._state, name.encode(), ctypes.byref(out)), "get_hyper")
+        return float(out.value)
+
+    @property
+    def lr(self) -> float:
+        return self.get_hyper("lr")
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.set_hyper("lr", value)
 
     @locked
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:

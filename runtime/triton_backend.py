@@ -228,8 +228,9 @@ class TritonCompiled:
     def _outputs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, view in self.plan.outputs.items():
-            if view.is_const:
-                out[name] = np.full(view.shape if len(view.shape) else (), view.const, np.float32)
+            declared = self.plan.graph.output(name).value.type
+            if view.is_const:  # the declared shape and dtype, not the planner's broadcast view
+                out[name] = np.full(declared.shape, view.const, declared.dtype.numpy)
                 continue
             t = _strided(self.bound[view.buf or ""], view)
             shape = self.plan.graph.output(name).value.shape
@@ -262,6 +263,7 @@ class TritonBackend:
 
     def lower(self, graph: Graph, record: Record, sm_count: int | None = None) -> TritonCompiled:
         """Plan, render and load the kernels; `sm_count` overrides the GPU's (it sizes split-K)."""
+        _refuse_f64(graph)
         device = _device()
         torch = _torch()
         if sm_count is None:
@@ -290,6 +292,16 @@ class TritonBackend:
             t = buffer.detach()
             return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy().copy()
         return np.array(buffer, copy=True)
+
+
+def _refuse_f64(graph: Graph) -> None:
+    """The kernels compute in float32 (float64 values would silently lose precision): refuse f64 up front."""
+    values = [(f"input {i.name!r}", i.value) for i in graph.inputs]
+    values += [(f"the result of {op.name}", r) for op in graph.ops for r in op.results]
+    for what, v in values:
+        if v.dtype == DType.f64:
+            raise MlpcError(f"the triton backend computes in f32 (f16/bf16 operands); {what} is an f64 tensor "
+                            f"{list(v.shape)}: use backend='numpy' for f64 graphs")
 
 
 def describe_plan(plan: Plan, launches: list[Launch]) -> str:

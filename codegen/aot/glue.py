@@ -282,8 +282,8 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
             "{",
             f"    return {n}_train_step_n(s, {N}_BATCH, x, y, loss);",
             "}",
-            "",
-        ]
+            "",        ]
+        out += _hyper_functions(spec)
     P, F, Q = spec.predict_step.batch, spec.in_features, spec.out_features
     out += [
         f"int {n}_predict_n({n}_state *s, int64_t rows, const float *x, float *out)",
@@ -390,3 +390,57 @@ def render_weights_asm(symbol: str, blob_file: str) -> str:
         '\t.section .note.GNU-stack,"",@progbits',
         "",
     ])
+
+
+def _hyper_functions(spec: LibrarySpec) -> list[str]:
+    """NAME_set_hyper / NAME_get_hyper over the buffers of role hyper (ABI 2)."""
+    n = spec.name
+    nb = len(spec.buffers)
+    names = ", ".join(b.name for b in spec.buffers if b.role == "hyper") or "none"
+    match = ("(!strcmp(mlpc__bufs[i].name, name) || ((dot = strrchr(mlpc__bufs[i].name, '.')) "
+             "&& !strcmp(dot + 1, name)))")
+    return [
+        "static const char *mlpc__hyper_key(const char *name)",
+        "{",
+        "    const char *dot = strrchr(name, '.');",
+        "    return dot ? dot + 1 : name;",
+        "}",
+        "",
+        f"int {n}_set_hyper({n}_state *s, const char *name, double value)",
+        "{",
+        "    const char *dot, *key;",
+        "    int i, hit = 0;",
+        "    mlpc__clear_error();",
+        "    if (!s || !name)",
+        f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n}_set_hyper: state and name must not be NULL");',
+        "    key = mlpc__hyper_key(name);",
+        "    if (!isfinite(value) || value < 0 || (!strncmp(key, \"beta\", 4) && value >= 1.0))",
+        f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n}_set_hyper: %s = %g is out of range (finite, >= 0; '
+        'betas below 1)", name, value);',
+        f"    for (i = 0; i < {nb}; i++)",
+        f"        if (mlpc__bufs[i].role == MLPC_HYPER && {match}) {{",
+        "            *(float *)s->buf[i] = (float)value;",
+        "            hit = 1;",
+        "        }",
+        "    if (!hit)",
+        f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n} has no runtime hyperparameter \'%s\' (it has {names})", '
+        "name);",
+        "    return MLPC_OK;",
+        "}",
+        "",
+        f"int {n}_get_hyper(const {n}_state *s, const char *name, double *value)",
+        "{",
+        "    const char *dot;",
+        "    int i;",
+        "    mlpc__clear_error();",
+        "    if (!s || !name || !value)",
+        f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n}_get_hyper: state, name and value must not be NULL");',
+        f"    for (i = 0; i < {nb}; i++)",
+        f"        if (mlpc__bufs[i].role == MLPC_HYPER && {match}) {{",
+        "            *value = *(const float *)s->buf[i];",
+        "            return MLPC_OK;",
+        "        }",
+        f'    return mlpc__fail(MLPC_E_ARGUMENT, "{n} has no runtime hyperparameter \'%s\' (it has {names})", name);',
+        "}",
+        "",
+    ]

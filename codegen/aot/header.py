@@ -14,7 +14,7 @@ typedef enum mlpc_status {
 } mlpc_status;
 
 typedef enum mlpc_dtype { MLPC_F32 = 0, MLPC_I32 = 1 } mlpc_dtype;
-typedef enum mlpc_role { MLPC_PARAM = 0, MLPC_STATE = 1 } mlpc_role;
+typedef enum mlpc_role { MLPC_PARAM = 0, MLPC_STATE = 1, MLPC_HYPER = 2 } mlpc_role;
 
 /* One parameter or optimizer-state buffer: the tensor "param/<name>" or "state/<name>" of a
  * checkpoint. Buffers are C-contiguous (row-major), 64-byte aligned, and owned by the state. */
@@ -113,6 +113,14 @@ def render_header(spec: LibrarySpec) -> str:
             "",
             f"/* The same for n rows; n must be one of the batch sizes the library was built for ({trains}). */",
             f"int {n}_train_step_n({n}_state *state, int64_t n, const float *x, const {ytype} *y, float *loss);",
+            "",
+            "/* Runtime hyperparameters of the training step (buffers of role MLPC_HYPER, saved as",
+            " * \"hyper/<name>\"): name is \"lr\", \"momentum\", \"beta\", \"beta1\", \"beta2\" or \"weight_decay\"",
+            " * (every parameter group's), or a buffer name such as \"hyper.g1.lr\" (one group's). The next step",
+            " * uses the value; nothing is recompiled. set: MLPC_E_ARGUMENT for an unknown name or a value",
+            " * out of range (negative, not finite, a beta outside [0, 1)). get: the first matching buffer's. */",
+            f"int {n}_set_hyper({n}_state *state, const char *name, double value);",
+            f"int {n}_get_hyper(const {n}_state *state, const char *name, double *value);",
             "",
         ]
     lines += [

@@ -134,7 +134,8 @@ static int mlpc__metadata(mlpc__json *j, char checksum[65], int64_t *steps)
 
 /* Loads a safetensors image into the model's buffers (dst[i] for bufs[i]). Nothing is written
  * unless the whole file checks out: format, bounds, checksum (when present), names, dtypes and
- * shapes. Tensors named state/... are ignored when skip_state (inference-only libraries). */
+ * shapes. Tensors named state/... and hyper/... are ignored when skip_state (inference-only libraries);
+ * a missing hyper/... tensor (a checkpoint written before runtime hyperparameters) keeps the current value. */
 static int mlpc__st_read(const unsigned char *data, size_t size, const char *what, const mlpc__buf *bufs,
                          int nbuf, int skip_state, void *const *dst, int64_t *steps)
 {
@@ -268,7 +269,7 @@ static int mlpc__st_read(const unsigned char *data, size_t size, const char *wha
             if (!strcmp(bufs[b].key, e->name))
                 break;
         if (b == nbuf) {
-            if (skip_state && !strncmp(e->name, "state/", 6))
+            if (skip_state && (!strncmp(e->name, "state/", 6) || !strncmp(e->name, "hyper/", 6)))
                 continue;
             status = mlpc__fail(MLPC_E_MISMATCH, "%s holds tensor '%s', which this model does not have", what,
                                 e->name);
@@ -291,11 +292,13 @@ static int mlpc__st_read(const unsigned char *data, size_t size, const char *wha
         found[b] = (int)i + 1;
     }
     for (b = 0; b < nbuf; b++)
-        if (!found[b]) {
+        if (!found[b] && bufs[b].role != MLPC_HYPER) { /* checkpoints before ABI 2 have no hyper/ tensors */
             status = mlpc__fail(MLPC_E_MISMATCH, "%s lacks tensor '%s' needed by the model", what, bufs[b].key);
             goto done;
         }
     for (b = 0; b < nbuf; b++) {
+        if (!found[b])
+            continue;
         e = &entries[found[b] - 1];
         memcpy(dst[b], payload + e->begin, (size_t)(e->end - e->begin));
     }

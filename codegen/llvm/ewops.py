@@ -7,7 +7,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from codegen.llvm.irutil import F32, FAST, I32, const, intrinsic
+from codegen.llvm.irutil import CONTRACT, F32, I32, const, intrinsic
 from mlpc.errors import MlpcError
 from mlpc.ops.elementwise import GELU_C, GELU_K, GELU_SAT
 from mlpc.types import DType
@@ -44,7 +44,7 @@ def fexp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 
 def _f(b: ir.IRBuilder, name: str, x: ir.Value, y: ir.Value) -> ir.Value:
-    return getattr(b, name)(x, y, flags=FAST)
+    return getattr(b, name)(x, y, flags=CONTRACT)
 
 
 def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:

@@ -15,12 +15,13 @@ from llvmlite import ir
 
 from codegen.llvm import ewops
 from codegen.llvm.irutil import (
+    CONTRACT,
     F32,
     F64,
-    FAST,
     I1,
     I32,
     I64,
+    REDUCE,
     alloca_entry,
     const,
     elem_type,
@@ -33,6 +34,7 @@ from codegen.llvm.irutil import (
 )
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
+from mlpc.ops.optim import split_operands
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
 
@@ -177,7 +179,7 @@ def emit_reduce(c: KCtx, op: Op) -> None:
             val = b.load(gep(b, F32, src, in_off), typ=F32)
             p = gep(b, F32, out, out_off)
             cur = b.load(p, typ=F32)
-            new = ewops._max(b, cur, val) if op.name == "max" else b.fadd(cur, val, flags=FAST)
+            new = ewops._max(b, cur, val) if op.name == "max" else b.fadd(cur, val, flags=REDUCE)
             b.store(new, p)
             return
         with loop(b, 0, shape[d], name=f"r{d}") as i:
@@ -201,8 +203,8 @@ def emit_mse(c: KCtx, op: Op) -> None:
     acc = alloca_entry(b, F32, "acc")
     b.store(const(F32, 0.0), acc)
     with loop(b, 0, p.type.size, name="e") as i:
-        d = b.fsub(c.read(p, i), c.read(t, i), flags=FAST)
-        b.store(b.fadd(b.load(acc, typ=F32), b.fmul(d, d, flags=FAST), flags=FAST), acc)
+        d = b.fsub(c.read(p, i), c.read(t, i), flags=CONTRACT)
+        b.store(b.fadd(b.load(acc, typ=F32), b.fmul(d, d, flags=REDUCE), flags=REDUCE), acc)
     res = b.fdiv(b.load(acc, typ=F32), const(F32, float(max(p.type.size, 1))))
     b.store(res, c.ptr(op.result))
 
@@ -222,7 +224,7 @@ def _row_max_sum(c: KCtx, src: ir.Value, row: ir.Value, cols: int) -> tuple[ir.V
     b.store(const(F32, 0.0), sm)
     with loop(b, 0, cols, name="cs") as j:
         x = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=FAST), sm)
+        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=REDUCE), sm)
     return m, b.load(sm, typ=F32)
 
 
@@ -253,7 +255,7 @@ def emit_rowwise(c: KCtx, op: Op) -> None:
             inv = b.fdiv(const(F32, 1.0), s)
             with loop(b, 0, cols, name="cw") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=FAST), gep(b, F32, out, b.add(row, j)))
+                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT), gep(b, F32, out, b.add(row, j)))
         else:
             shift = b.fadd(m, intrinsic(b, "log", F32, [s]))
             with loop(b, 0, cols, name="cw") as j:
@@ -295,14 +297,14 @@ def emit_softmax_ce(c: KCtx, ops: list[Op], colsums: list[Op]) -> None:
             out = c.ptr(bwd.result)
             with loop(b, 0, cols, name="cg") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=FAST)
+                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT)
                 hot = b.uitofp(b.icmp_signed("==", j, lab), F32)
                 d = b.fmul(b.fsub(p, hot), scale)
                 b.store(d, gep(b, F32, out, b.add(row, j)))
                 for cs in colsums:
                     q = gep(b, F32, c.ptr(cs.result), j)
                     add = d if cs.name == "sum" else b.fmul(d, const(F32, 1.0 / rows))
-                    b.store(b.fadd(b.load(q, typ=F32), add, flags=FAST), q)
+                    b.store(b.fadd(b.load(q, typ=F32), add, flags=REDUCE), q)
     if fwd is not None:
         b.store(b.fdiv(b.load(loss, typ=F32), const(F32, float(rows))), c.ptr(fwd.result))
 
@@ -343,12 +345,37 @@ def optimizer_threaded(ops: list[Op], nt: int) -> bool:
     return nt > 1 and sum(o.operands[0].type.size for o in ops) >= THREAD_MIN_ELEMS
 
 
-def _bias_correction(c: KCtx, t: Value, beta: float) -> ir.Value:
-    """f32(1 - beta**(t+1)), computed in double like the NumPy reference."""
+def _bias_correction(c: KCtx, t: Value, beta: ir.Value) -> ir.Value:
+    """f32(1 - beta**(t+1)) for a runtime f32 beta, computed in double like the NumPy reference."""
     b = c.b
     step = b.sitofp(b.add(c.read(t, i64(0)), ir.Constant(I32, 1)), F64)
-    pw = intrinsic(b, "pow", F64, [ir.Constant(F64, beta), step])
+    pw = intrinsic(b, "pow", F64, [b.fpext(beta, F64), step])
     return b.fptrunc(b.fsub(ir.Constant(F64, 1.0), pw), F32)
+
+
+def _prelude(c: KCtx, op: Op) -> dict[str, ir.Value]:
+    """Per-op scalars computed once per step: the runtime hyperparameters (read from their f32[]
+    operands), 1 - beta, lr * weight_decay and the bias corrections."""
+    b = c.b
+    a = op.attrs
+    _, t, hyper = split_operands(op.name, a, op.operands)
+    pre = {n: c.read(v, i64(0)) for n, v in hyper.items()}
+    one = const(F32, 1.0)
+    if op.name == "adam_update":
+        pre["1-beta1"] = b.fsub(one, pre["beta1"])
+        pre["1-beta2"] = b.fsub(one, pre["beta2"])
+        pre["lr*wd"] = b.fmul(pre["lr"], pre["weight_decay"])
+        if a["bias_correction"]:
+            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
+            pre["bc1"] = b.fdiv(one, _bias_correction(c, t, pre["beta1"]))
+            pre["bc2"] = b.fdiv(one, _bias_correction(c, t, pre["beta2"]))
+    if op.name == "momentum_update":
+        pre["1-beta"] = b.fsub(one, pre["beta"])
+        if a["unbiased"]:
+            pre["bc"] = _bias_correction(c, t, pre["beta"])
+    if op.name == "sgd_update" and a["momentum"]:
+        pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
+    return pre
 
 
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
@@ -357,19 +384,8 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     # step in cache instead of being evicted by the other parameters' moments
     grads = {o.result: o for o in ops if o.name == "matmul"}  # rank-K weight gradients, recomputed here
     for op in reversed([o for o in ops if o.name != "matmul"]):
-        a = op.attrs
         n = op.operands[0].type.size
-        t = op.operands[-1]
-        pre: dict[str, ir.Value] = {}
-        if op.name == "adam_update" and a["bias_correction"]:
-            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
-            pre["bc1"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta1"]))
-            pre["bc2"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta2"]))
-        if op.name == "momentum_update" and a["unbiased"]:
-            pre["bc"] = _bias_correction(c, t, a["beta"])
-        if op.name == "sgd_update" and a["momentum"]:
-            pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
-        update = functools.partial(_emit_update, c, op, pre, outputs)
+        update = functools.partial(_emit_update, c, op, _prelude(c, op), outputs)
         mm = grads.get(op.operands[1])
         if mm is None:
             lo, hi = c.span(n)
@@ -394,7 +410,8 @@ def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value]
                  g: ir.Value | None) -> None:
     """One element of an update op at index i (g: the gradient if computed in registers)."""
     b = c.b
-    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(op.operands[:-1])]
+    tensors, _, _ = split_operands(op.name, op.attrs, op.operands)
+    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(tensors)]
     res = _update(b, op.name, op.attrs, vals, pre, lambda x: const(F32, x), ("contract",))
     for r, v in zip(op.results, res):
         if r in outputs:
@@ -403,6 +420,7 @@ def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value]
 
 def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict[str, ir.Value],
             k: Callable[[float], ir.Value], flags: tuple[str, ...]) -> list[ir.Value]:
+    """The update rule of mlpc/ops/optim.py's references, with runtime hyperparameters from `pre`."""
     def mul(x: ir.Value, y: ir.Value) -> ir.Value:
         return b.fmul(x, y, flags=flags)
 
@@ -411,31 +429,31 @@ def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict
 
     def sub(x: ir.Value, y: ir.Value) -> ir.Value:
         return b.fsub(x, y, flags=flags)
+    p, g = vals[0], vals[1]
+    if a.get("clip"):
+        g = mul(g, pre["gscale"])
     if name == "adam_update":
-        p, g, m, v = vals
-        if a["weight_decay"] and a["decoupled"]:
-            p = sub(p, mul(k(a["lr"] * a["weight_decay"]), p))
-        elif a["weight_decay"]:
-            g = add(g, mul(k(a["weight_decay"]), p))
-        m = add(mul(k(a["beta1"]), m), mul(k(1 - a["beta1"]), g))
-        v = add(mul(k(a["beta2"]), v), mul(k(1 - a["beta2"]), mul(g, g)))
+        m, v = vals[2], vals[3]
+        if a["decoupled"]:
+            p = sub(p, mul(pre["lr*wd"], p))
+        else:
+            g = add(g, mul(pre["weight_decay"], p))
+        m = add(mul(pre["beta1"], m), mul(pre["1-beta1"], g))
+        v = add(mul(pre["beta2"], v), mul(pre["1-beta2"], mul(g, g)))
         mh, vh = (mul(m, pre["bc1"]), mul(v, pre["bc2"])) if a["bias_correction"] else (m, v)
         den = add(intrinsic(b, "sqrt", F32, [vh]), k(a["eps"]))
-        return [sub(p, b.fdiv(mul(k(a["lr"]), mh), den)), m, v]
+        return [sub(p, b.fdiv(mul(pre["lr"], mh), den)), m, v]
     if name == "momentum_update":
-        p, g, u = vals
-        u = add(mul(k(a["beta"]), u), mul(k(1 - a["beta"]), g))
+        u = add(mul(pre["beta"], vals[2]), mul(pre["1-beta"], g))
         step = b.fdiv(u, pre["bc"]) if a["unbiased"] else u
-        return [sub(p, mul(k(a["lr"]), step)), u]
+        return [sub(p, mul(pre["lr"], step)), u]
     if name == "sgd_update":
-        p, g = vals[0], vals[1]
-        if a["weight_decay"]:
-            g = add(g, mul(k(a["weight_decay"]), p))
+        g = add(g, mul(pre["weight_decay"], p))
         if a["momentum"]:
             buf = vals[2]
-            later = add(mul(k(a["momentum"]), buf), mul(k(1 - a["dampening"]), g))
+            later = add(mul(pre["momentum"], buf), mul(k(1 - a["dampening"]), g))
             buf = b.select(pre["first"], g, later)
-            d = add(g, mul(k(a["momentum"]), buf)) if a["nesterov"] else buf
-            return [sub(p, mul(k(a["lr"]), d)), buf]
-        return [sub(p, mul(k(a["lr"]), g))]
+            d = add(g, mul(pre["momentum"], buf)) if a["nesterov"] else buf
+            return [sub(p, mul(pre["lr"], d)), buf]
+        return [sub(p, mul(pre["lr"], g))]
     raise MlpcError(f"llvm backend: no code for optimizer {name}")

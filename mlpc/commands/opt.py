@@ -14,7 +14,7 @@ from mlpc.commands.argtypes import UsageError
 def register(sub: Any) -> None:
     p = sub.add_parser("opt", help="run a pass pipeline over textual IR (mlir-opt style)")
     p.add_argument("file", nargs="?", default=None, help="textual IR file, or - for standard input")
-    p.add_argument("-p", "--pipeline", default="", help="passes, e.g. 'autodiff,adam{lr=0.001},simplify'")
+    p.add_argument("-p", "--pipeline", default="", help="passes, e.g. 'autodiff,adam{decoupled=true},simplify'")
     p.add_argument("-o", "--output", default=None, help="write the result here instead of stdout")
     p.add_argument("--print-after-all", action="store_true")
     p.add_argument("--print-after-change", action="store_true")
@@ -76,7 +76,10 @@ def check_options(name: str, fn: Any, options: dict[str, Any]) -> None:
     """Each option must be a parameter of the pass, of the same kind as its default (a list as long)."""
     params = {k: p for k, p in list(inspect.signature(fn).parameters.items())[1:]
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_more = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     for key, value in options.items():
+        if key not in params and takes_more:
+            continue  # the pass explains its own refusals (optimizers: "lr is a runtime input ...")
         if key not in params:
             raise UsageError(f"pass {name} has no option {key!r}; options: {', '.join(params) or 'none'}")
         default = params[key].default
