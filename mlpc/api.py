@@ -290,6 +290,7 @@ class Trainer:
                 if k not in params and k not in self._hyper_dtypes}
 
     # --- runtime hyperparameters (graph inputs: setting one never recompiles) -------------
+    @locked
     def _push_hyper(self) -> None:
         from mlpc.hyper import write_scalar
 
@@ -299,10 +300,12 @@ class Trainer:
             self._state[name] = (self.backend.to_device(np.asarray(value, dt)) if buf is None
                                  else write_scalar(self.backend, buf, value, dt))
 
+    @locked
     def hyper_arrays(self) -> dict[str, np.ndarray]:
         """The step's hyperparameter inputs as scalars of their dtype (what checkpoints store as hyper/<name>)."""
         return {n: np.asarray(v, self._hyper_dtypes[n]) for n, v in self.hyper.feed().items()}
 
+    @locked
     def load_hyper_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Take hyperparameter inputs that differ from the current values' rounding (set by an exported library)."""
         known = self.hyper.feed()
@@ -314,6 +317,7 @@ class Trainer:
                 self.hyper.set_input(name, float(value))
         self._push_hyper()
 
+    @locked
     def set_hyper(self, key: str, value: Any, group: int | None = None) -> None:
         """Set a torch-style option (lr, momentum, betas, weight_decay) of one group or all groups."""
         self.hyper.set(key, value, group)
