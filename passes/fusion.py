@@ -192,6 +192,9 @@ class _Planner:
                     self.new("elementwise", i)
             elif op.name in SINGLE_OP_KINDS:
                 self.new(SINGLE_OP_KINDS[op.name], i)
+            elif op.name == "allreduce":
+                raise MlpcError("fusion: allreduce is not a kernel: the data-parallel runtime splits the step at "
+                                "it (passes/collective_split.py) and calls MPI between the two halves")
             else:
                 raise MlpcError(f"fusion: no kernel kind for op {op.name}")
         return self.finish()

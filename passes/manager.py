@@ -26,6 +26,7 @@ def register_pass(name: str, doc: str = "") -> Callable[[PassFn], PassFn]:
 
 def _load_builtin() -> None:
     import passes.autodiff  # noqa: F401
+    import passes.distribute  # noqa: F401
     import passes.optimizer  # noqa: F401
     import passes.simplify  # noqa: F401
 
