@@ -20,8 +20,8 @@ from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
-from passes.fusion import FusionPlan, Kernel
 from passes.memory import MemoryPlan
+from passes.plan import FusionPlan, Kernel
 
 
 @dataclass

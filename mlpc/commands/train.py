@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                         "before it changes any weight")
     add_schedule_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (implied when started by mpiexec with more than one rank); "
+                        "--batch-size is the global batch")
     p.set_defaults(func=run)
 
 
@@ -88,8 +91,23 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlpc import data_parallel, distributed
+
+    if not (args.distributed or distributed.launched_ranks() > 1):
+        return _run(args, None)
+    comm = distributed.resolve(True)
+    if comm is not None and comm.rank != 0:  # logs and the progress bar come from rank 0 only
+        args.no_progress = True
+    return int(data_parallel.guard(comm, lambda: _run(args, comm)))
+
+
+def _run(args: argparse.Namespace, comm: Any) -> int:
     from mlpc import resume
     from mlpc.modelfile import load_model_file
+
+    def say(*parts: Any, **kw: Any) -> None:
+        if comm is None or comm.rank == 0:
+            print(*parts, **kw)
 
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
         raise argtypes.UsageError("--resume and --checkpoint-every need --checkpoint PATH")
@@ -99,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
         check_batch_data(*batch_size_of(args, mf), len(data.x_train))
     note = held_out_note(args.npz, len(data.x_test)) if args.npz else None
     if note:
-        print(note, flush=True)
+        say(note, flush=True)
     start = time.perf_counter()
-    trainer = compile_from_args(args, mf, nan_guard=args.nan_guard)
-    print(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
-          f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()}, lr {trainer.lr:g})")
+    trainer = compile_from_args(args, mf, nan_guard=args.nan_guard,
+                                **({"distributed": comm.comm} if comm is not None else {}))
+    where_ranks = f", {comm.size} ranks" if comm is not None else ""
+    say(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
+        f"(batch {trainer.batch_size}{where_ranks}, {trainer.optimizer.pipeline_text()}, lr {trainer.lr:g})")
     fit_targets(trainer, data)
     n = len(data.x_train)
     per_epoch = -(-n // trainer.batch_size)
@@ -111,9 +131,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         where = resume.resume(trainer, args.checkpoint, data.x_train, data.y_train)
         if where is None:
-            print(f"no checkpoint at {args.checkpoint} yet: starting a new run")
+            say(f"no checkpoint at {args.checkpoint} yet: starting a new run")
         else:
-            print(f"resumed from {args.checkpoint} at step {where.step} (epoch {where.epoch + 1}, "
+            say(f"resumed from {args.checkpoint} at step {where.step} (epoch {where.epoch + 1}, "
                   f"batch {where.batch})", flush=True)
     progress: Progress | None = None
 
@@ -134,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
         else:
             line += f", test loss {trainer.evaluate(data.x_test, data.y_test, metrics=['loss'])['loss']:.6f}"
-        print(line, flush=True)
+        say(line, flush=True)
 
     # batches come from mlpc.resume.epoch_order(seed, epoch): a killed run resumed with --resume sees the
     # same batches in the same order, so it ends bit-identical to an uninterrupted one
@@ -142,13 +162,13 @@ def run(args: argparse.Namespace) -> int:
                  every=args.checkpoint_every, on_step=on_step, on_epoch=on_epoch)
     if args.save:
         trainer.save(args.save)
-        print(f"saved checkpoint to {args.save}")
+        say(f"saved checkpoint to {args.save}")
     if trainer.num_classes is not None:
         acc = trainer.evaluate(data.x_test, data.y_test)
         correct = int(round(acc * len(data.y_test)))
-        print(f"test accuracy: {100 * acc:.2f}% ({correct}/{len(data.y_test)})")
+        say(f"test accuracy: {100 * acc:.2f}% ({correct}/{len(data.y_test)})")
     else:
-        print(test_report(trainer, data.x_test, data.y_test))
+        say(test_report(trainer, data.x_test, data.y_test))
     return 0
 
 

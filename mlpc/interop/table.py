@@ -139,6 +139,26 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_K * x ** 3)))
 
 
+def _gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        return _gelu_tanh(x)
+    from math import erf
+
+    return 0.5 * x * (1.0 + np.vectorize(erf)(np.asarray(x, np.float64) / math.sqrt(2.0)))
+
+
+def _decompose_gelu(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
+    """Either GELU form in opset-17 ops: the tanh form below, or 0.5 x (1 + erf(x / sqrt 2))."""
+    if options["approximate"] == "tanh":
+        return _decompose_gelu_tanh(b, x, options)
+    e = b.node("Erf", [b.node("Mul", [x, b.scalar(1.0 / math.sqrt(2.0))])])
+    return b.node("Mul", [b.node("Mul", [x, b.scalar(0.5)]), b.node("Add", [e, b.scalar(1.0)])])
+
+
+def _decompose_silu(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
+    return b.node("Mul", [x, b.node("Sigmoid", [x])])
+
+
 def _decompose_gelu_tanh(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in opset-17 ops."""
     x3 = b.node("Mul", [b.node("Mul", [x, x]), x])
@@ -154,9 +174,11 @@ ACTIVATIONS: tuple[Activation, ...] = (
     Activation(nn.LeakyReLU, "LeakyReLU", "LeakyRelu",
                lambda x, negative_slope: np.where(x >= 0, x, negative_slope * x),
                options=(Option("negative_slope", "negative_slope", "alpha", 0.01),)),
-    Activation(nn.GELU, "GELU", "Gelu", _gelu_tanh, torch_fixed=(("approximate", "tanh"),),
-               onnx_fixed=(("approximate", "tanh"),), onnx_defaults=(("approximate", "none"),), onnx_since=20,
-               decompose=_decompose_gelu_tanh),
+    Activation(nn.GELU, "GELU", "Gelu", _gelu, options=(Option("approximate", "approximate", "approximate", "none"),),
+               onnx_since=20, decompose=_decompose_gelu, variants=({"approximate": "none"}, {"approximate": "tanh"})),
+    Activation(nn.SiLU, "SiLU", None, lambda x: x * _sigmoid(x), decompose=_decompose_silu),
+    Activation(nn.ELU, "ELU", "Elu", lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
+               options=(Option("alpha", "alpha", "alpha", 1.0),)),
     Activation(nn.Identity, "Identity", "Identity", lambda x: x),
     Activation(nn.Identity, "Flatten", "Flatten", lambda x: x, torch_fixed=(("start_dim", 1), ("end_dim", -1)),
                onnx_fixed=(("axis", 1),), onnx_defaults=(("axis", 1),), exported=False),

@@ -59,6 +59,7 @@ def all_ops() -> dict[str, OpDef]:
 
 
 def _load_all() -> None:
+    import mlpc.ops.collective  # noqa: F401
     import mlpc.ops.elementwise  # noqa: F401
     import mlpc.ops.linalg  # noqa: F401
     import mlpc.ops.nn  # noqa: F401

@@ -16,7 +16,9 @@ ACTIVATION_BUILDERS: dict[str, Callable[[Any], torch.nn.Module]] = {
     "Sigmoid": lambda draw: torch.nn.Sigmoid(),
     "Tanh": lambda draw: torch.nn.Tanh(),
     "LeakyReLU": lambda draw: torch.nn.LeakyReLU(draw(st.sampled_from([0.01, 0.2, 0.5]))),
-    "GELU": lambda draw: torch.nn.GELU(approximate="tanh"),
+    "GELU": lambda draw: torch.nn.GELU(approximate=draw(st.sampled_from(["none", "tanh"]))),
+    "SiLU": lambda draw: torch.nn.SiLU(),
+    "ELU": lambda draw: torch.nn.ELU(draw(st.sampled_from([1.0, 0.3]))),
     "Identity": lambda draw: torch.nn.Identity(),
     "Flatten": lambda draw: torch.nn.Flatten(),
 }

@@ -53,8 +53,10 @@ SIGNED_ZERO = parse("""func @g(state %s: f32[4], param %p: f32[4]) -> (a: f32[4]
 # (llvm: KeyError in codegen, or a stale read), constant outputs (triton: float32 (1, n) instead of the
 # declared type and shape) and an infinite attribute (triton: a bare `inf` in the kernel source).
 CHAINED_UPDATES = parse("""func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5]) {
-  %0: f32[5] = sgd_update %p, %x, %t {lr = 0.1}
-  %1: f32[5] = sgd_update %0, %x, %t {lr = 0.1}
+  %lr: f32[] = full {value = 0.1}
+  %wd: f32[] = full {value = 0.0}
+  %0: f32[5] = sgd_update %p, %x, %t, %lr, %wd
+  %1: f32[5] = sgd_update %0, %x, %t, %lr, %wd
   return %1
 }""")
 CONSTANT_OUTPUTS = parse("""func @g(data %x: f32[3, 4]) -> (ones: f32[4], idx: i32[2, 3], y: f32[3, 4]) {
