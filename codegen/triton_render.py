@@ -401,7 +401,7 @@ def render_optimizer(k: OptKernel) -> Launch:
     gp = args.ptr("g", k.g)
     sp = [args.ptr("s", s) for s in k.slots]
     tp = args.ptr("t", k.t)
-    hp = {name: args.ptr("h", view) for name, view in k.hyper.items()}
+    hp = {name: args.ptr("h", view) for name, view in k.hyper.items() if not view.is_const}
     args.int("n", k.n)
     dt = TL_DTYPE[k.p.dtype]
     lines = ["    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
@@ -409,10 +409,9 @@ def render_optimizer(k: OptKernel) -> Launch:
              f"    p = tl.load({pp} + idx, mask=mask).to(tl.float32)",
              f"    g = tl.load({gp} + idx, mask=mask).to(tl.float32)",
              "    t = " + tp]
-    for name, ptr in hp.items():
-        view = k.hyper[name]
+    for name, view in k.hyper.items():  # hand-built graphs may inline a hyperparameter as a constant
         lines.append(f"    h_{name} = " + (f"{float(view.const or 0.0)!r}" if view.is_const else
-                                           f"tl.load({ptr}).to(tl.float32)"))
+                                           f"tl.load({hp[name]}).to(tl.float32)"))
     for j, s in enumerate(sp):
         lines.append(f"    s{j} = tl.load({s} + idx, mask=mask).to(tl.float32)")
     lines += _opt_math(k)

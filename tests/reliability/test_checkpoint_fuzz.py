@@ -77,7 +77,8 @@ def test_damaged_checkpoint_never_half_loads_a_trainer(good: tuple, tmp_path_fac
         except CheckpointError:
             return
     state = {**{f"param/{k}": v for k, v in tr.parameters().items()},
-             **{f"state/{k}": v for k, v in tr.optimizer_state().items()}}
+             **{f"state/{k}": v for k, v in tr.optimizer_state().items()},
+             **{f"hyper/{k}": v for k, v in tr.hyper_arrays().items()}}
     assert all(np.array_equal(state[k], tensors[k]) for k in tensors)
 
 

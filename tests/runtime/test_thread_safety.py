@@ -137,7 +137,8 @@ def test_one_trainer_shared_by_threads_equals_a_serial_order(backend, tmp_path):
         tensors, meta = load_arrays(path)
         steps = int(meta["mlpc.steps"])
         assert same({k.split("/", 1)[1]: v.reshape(states[steps][k.split("/", 1)[1]].shape)
-                     for k, v in tensors.items()}, states[steps]), f"torn checkpoint at step {steps}"
+                     for k, v in tensors.items() if not k.startswith("hyper/")}, states[steps]), \
+            f"torn checkpoint at step {steps}"
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
