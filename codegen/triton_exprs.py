@@ -25,7 +25,15 @@ def literal(value: float, dtype: DType) -> str:
         return 'float("nan")'
     if math.isinf(value):
         return 'float("inf")' if value > 0 else '-float("inf")'
+    if value == 0 and math.copysign(1.0, value) < 0 and dtype == DType.f32:
+        # a -0.0 literal reaches Triton's interpreter as +0.0 (x / -0.0 gave +inf): spell out its bits
+        return "tl.full([], -2147483648, tl.int32).to(tl.float32, bitcast=True)"
     return repr(float(value))
+
+
+def flit(value: float) -> str:
+    """Source text of a float attribute (inf/nan as float("inf")/float("nan"), not bare names)."""
+    return literal(float(value), DType.f32)
 
 
 def const_view_text(v: View) -> str:
@@ -67,9 +75,9 @@ def op_expr(op: Op, a: list[str]) -> str:
     if n in simple:
         return simple[n].format(*a)
     if n == "leaky_relu":
-        return f"tl.where({a[0]} > 0, {a[0]}, {a[0]} * {op.attrs['alpha']!r})"
+        return f"tl.where({a[0]} > 0, {a[0]}, {a[0]} * {flit(op.attrs['alpha'])})"
     if n == "leaky_relu_grad":
-        return f"tl.where({a[0]} > 0, {a[1]}, {a[1]} * {op.attrs['alpha']!r})"
+        return f"tl.where({a[0]} > 0, {a[1]}, {a[1]} * {flit(op.attrs['alpha'])})"
     if n == "gelu":  # 0.5 x (1 + tanh(u)) = x * sigmoid(2u)
         c, k = math.sqrt(2.0 / math.pi), 0.044715
         xc = f"tl.minimum(tl.maximum({a[0]}, {-GELU_SAT!r}), {GELU_SAT!r})"  # x^3 cannot overflow
@@ -80,7 +88,7 @@ def op_expr(op: Op, a: list[str]) -> str:
             return "(" + " * ".join([a[0]] * int(e)) + ")" if e else "1.0"
         if e == 0.5:
             return f"tl.sqrt({a[0]})"
-        return f"tl.exp({e!r} * tl.log({a[0]}))"
+        return f"tl.exp({flit(e)} * tl.log({a[0]}))"
     if n == "cast":
         return f"{a[0]}.to({compute_type(op.result.dtype)})"
     raise UnsupportedError(f"no triton expression for elementwise op {n!r}")

@@ -17,7 +17,8 @@ from codegen.kernel_plan import (
     RowwiseKernel,
     SceKernel,
 )
-from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
+from codegen.triton_dropout import DropoutKernel, render_dropout
+from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, flit, op_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
 
@@ -260,7 +261,7 @@ def render_reduce(k: ReduceKernel) -> Launch:
            f"        t = tl.load({x} + rows[:, None] * sr + cols[None, :] * sc, mask=m, other={other})"
            ".to(tl.float32)",
            f"        {step}",
-           f"    res = {final} * {k.scale!r}",
+           f"    res = {final} * {flit(k.scale)}",
            f"    tl.store({out} + pid_s * C + cols, res.to({TL_DTYPE[k.out.dtype]}), mask=cmask)"]
     warps = 4 if br * bc >= 1024 else 1
     return Launch(k.name, "\n".join(src) + "\n", args.items, (k.splits, -(-cols // bc)),
@@ -370,13 +371,13 @@ def _opt_math(k: OptKernel) -> list[str]:
                       "    vh = s1 / c2"]
         else:
             lines += ["    mh = s0", "    vh = s1"]
-        lines.append(f"    p = p - h_lr * mh / (tl.sqrt(vh) + {float(at['eps'])!r})")
+        lines.append(f"    p = p - h_lr * mh / (tl.sqrt(vh) + {flit(float(at['eps']))})")
         return lines
     if k.opname == "sgd_update":
         lines.append("    g = g + h_weight_decay * p")
         if at["momentum"]:
             lines += ["    first = tl.load(t) == 0",
-                      f"    s0 = tl.where(first, g, h_momentum * s0 + {1 - float(at['dampening'])!r} * g)",
+                      f"    s0 = tl.where(first, g, h_momentum * s0 + {flit(1 - float(at['dampening']))} * g)",
                       "    d = g + h_momentum * s0" if at["nesterov"] else "    d = s0"]
         else:
             lines.append("    d = g")
@@ -401,7 +402,8 @@ def render_optimizer(k: OptKernel) -> Launch:
     gp = args.ptr("g", k.g)
     sp = [args.ptr("s", s) for s in k.slots]
     tp = args.ptr("t", k.t)
-    hp = {name: args.ptr("h", view) for name, view in k.hyper.items() if not view.is_const}
+    # a constant hyperparameter is inlined below and takes no pointer argument
+    hp = {name: ("" if view.is_const else args.ptr("h", view)) for name, view in k.hyper.items()}
     args.int("n", k.n)
     dt = TL_DTYPE[k.p.dtype]
     lines = ["    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
@@ -409,9 +411,10 @@ def render_optimizer(k: OptKernel) -> Launch:
              f"    p = tl.load({pp} + idx, mask=mask).to(tl.float32)",
              f"    g = tl.load({gp} + idx, mask=mask).to(tl.float32)",
              "    t = " + tp]
-    for name, view in k.hyper.items():  # hand-built graphs may inline a hyperparameter as a constant
+    for name, ptr in hp.items():
+        view = k.hyper[name]
         lines.append(f"    h_{name} = " + (f"{float(view.const or 0.0)!r}" if view.is_const else
-                                           f"tl.load({hp[name]}).to(tl.float32)"))
+                                           f"tl.load({ptr}).to(tl.float32)"))
     for j, s in enumerate(sp):
         lines.append(f"    s{j} = tl.load({s} + idx, mask=mask).to(tl.float32)")
     lines += _opt_math(k)
@@ -437,6 +440,8 @@ def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
         return render_sce(k)
     if isinstance(k, RowwiseKernel):
         return render_rowwise(k)
+    if isinstance(k, DropoutKernel):
+        return render_dropout(k, Launch, _Args())
     return render_optimizer(k)
 
 

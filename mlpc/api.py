@@ -30,9 +30,10 @@ def first_linear(model: nn.Module) -> nn.Linear | None:
 
 
 def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | None,
-                name: str) -> Graph:
-    """Trace the forward (and loss, when given) with params as inputs."""
+                name: str, seed: int = 0) -> Graph:
+    """Trace the forward (and loss, when given: a training step, Dropout active) with params as inputs."""
     with Tracer() as tr:
+        tr.training, tr.seed = loss is not None, seed
         x = tr.input("x", TensorType(DType.f32, (batch, in_features)))
         for pname, p in model.named_parameters():
             tr.param_tensors[id(p)] = tr.input(pname, TensorType(DType.f32, p.shape), "param")
@@ -42,8 +43,9 @@ def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | 
         if loss is None:
             return tr.graph(name, {"logits": out})
         y = tr.input("y", loss.target_type(batch, out.shape[1]))
-        # keep inputs ordered x, y, params
+        # keep inputs ordered x, y, params (then t, when Dropout reads the step count)
         tr.inputs.insert(1, tr.inputs.pop())
+        tr.inputs.sort(key=lambda i: i.role == "state")
         return tr.graph(name, {"loss": loss.trace(out, y)})
 
 
@@ -59,7 +61,8 @@ class Trainer:
                  backend: str, seed: int, in_features: int | None,
                  print_after: str | None = None, ir_stream: Any = None, probe: bool = False,
                  nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
-                 clip_grad_norm: float | None = None) -> None:
+                 clip_grad_norm: float | None = None, distributed: Any = None) -> None:
+        from mlpc import distributed as dist
         from mlpc.hyper import HyperParams
         from runtime.backend import get_backend
 
@@ -79,6 +82,13 @@ class Trainer:
         self.batch_size, self.in_features, self.seed = batch_size, in_features, seed
         self.backend_name = backend
         self.nan_guard = nan_guard
+        self.comm = dist.resolve(distributed)
+        # rows of one global batch this process steps on (all of it, unless data-parallel)
+        self.local_batch_size = batch_size
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            self.local_batch_size = data_parallel.prepare(self.comm, batch_size)
         self.print_after, self.ir_stream = print_after, ir_stream
         self.probe = probe
         self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
@@ -88,7 +98,7 @@ class Trainer:
         self._compiled: dict[tuple[str, int], Any] = {}
         self.steps_taken = 0
         model.initialize(seed)
-        step_graph = self._build_step(batch_size, record=True)
+        step_graph = self._build_step(self.local_batch_size, record=True)
         self.out_features = self._out_features()
         self.num_classes = self.out_features if isinstance(loss, nn.CrossEntropyLoss) else None
         self._state: dict[str, Any] = {}
@@ -101,20 +111,22 @@ class Trainer:
                 self._state[inp.name] = self.backend.to_device(np.zeros(inp.value.shape, inp.value.dtype.numpy))
         self._hyper_dtypes = {i.name: i.value.dtype.numpy for i in step_graph.inputs_with_role("hyper")}
         self._push_hyper()
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            data_parallel.synchronize(self)
 
     # --- compilation ---------------------------------------------------------------------
     def _out_features(self) -> int:
-        g = self._graphs["traced"]
-        for op in g.ops:
-            if op.name in ("softmax_cross_entropy", "mse"):
-                return op.operands[0].shape[1]
-        raise MlpcError("the traced step has no loss op")
+        forward = trace_model(self.model, 1, self.in_features, None, "width")
+        return forward.outputs[0].value.shape[1]
 
     def _pipeline(self) -> str:
         probe = "probe," if self.probe else ""
         guard = ",nan_guard" if self.nan_guard else ""
         opt = self.optimizer.pipeline_text(self.clip_grad_norm or 0.0, self.hyper.pass_groups())
-        return f"autodiff,{probe}{opt},simplify{guard}"
+        distribute = "distribute," if self.comm is not None else ""
+        return f"autodiff,{probe}{distribute}{opt},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
         from passes.manager import PassManager
@@ -127,7 +139,7 @@ class Trainer:
                 self._stages[stage] = print_graph(graph)
                 self._graphs[stage] = graph
 
-        traced = trace_model(self.model, batch, self.in_features, self.loss, "step")
+        traced = trace_model(self.model, batch, self.in_features, self.loss, "step", self.seed)
         if record:
             self._stages["traced"] = print_graph(traced)
             self._graphs["traced"] = traced
@@ -137,7 +149,13 @@ class Trainer:
         optimized = pm.run(traced, self._pipeline())
         if record:
             self.pass_timings = pm.timing_report()
-        self._compiled[("step", batch)] = self.backend.lower(optimized, self._recorder(record))
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            lowered = data_parallel.lower_step(self, optimized, self._recorder(record))
+        else:
+            lowered = self.backend.lower(optimized, self._recorder(record))
+        self._compiled[("step", batch)] = lowered
         self.compiles += 1
         return optimized
 
@@ -167,12 +185,20 @@ class Trainer:
     # --- running -------------------------------------------------------------------------
     @locked
     def step(self, x: Any, y: Any) -> float:
-        """One training step on a batch of at most batch_size rows; returns the batch's mean loss."""
-        xs = validate.features(x, self.in_features, self.batch_size)
-        target = self.loss.target_type(xs.shape[0], self.out_features)
-        ys = validate.targets(y, target, self.num_classes, xs.shape[0])
-        compiled = self._compiled_for("step", xs.shape[0])
-        out = compiled.run(self._state, {"x": xs, "y": ys})
+        """One training step on a batch of at most batch_size rows; returns the batch's mean loss.
+
+        Data-parallel (`distributed=`): x and y are this rank's rows of the global batch (possibly none),
+        and the loss returned is the mean over the whole global batch, the same on every rank."""
+        if self.comm is not None and np.shape(x)[:1] == (0,):
+            from mlpc import data_parallel
+
+            out = data_parallel.step_without_rows(self, x)
+        else:
+            xs = validate.features(x, self.in_features, self.local_batch_size)
+            target = self.loss.target_type(xs.shape[0], self.out_features)
+            ys = validate.targets(y, target, self.num_classes, xs.shape[0])
+            compiled = self._compiled_for("step", xs.shape[0])
+            out = compiled.run(self._state, {"x": xs, "y": ys})
         if self.nan_guard and float(np.asarray(out["nonfinite"])) != 0.0:
             raise NumericalError(f"step {self.steps_taken + 1}: the loss or a gradient became NaN or Inf "
                                  f"(loss {float(np.asarray(out['loss']))}); the step was not applied, parameters "
@@ -197,21 +223,47 @@ class Trainer:
         return np.concatenate(outs, axis=0)
 
     @locked
-    def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y (one per row, in [0, outputs))."""
-        xs = validate.features(x, self.in_features, None)
-        ys = validate.labels(y, xs.shape[0], self.out_features)
-        return float((self.predict(xs).argmax(axis=1) == ys).mean())
+    def evaluate(self, x: Any, y: Any, metrics: Any = None) -> Any:
+        """The loss's own metric as a float (`loss.metric`: accuracy for cross-entropy, element-wise
+        accuracy for BCE, the loss itself for regression); with `metrics=[...]` (names from "loss",
+        "accuracy", "elementwise_accuracy", "r2", "mse", "mae") a dict of those."""
+        from mlpc.losses import metric_values
 
-    def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool = True, seed: int = 0
+        if self.comm is not None and metrics is None and self.loss.metric == "accuracy":
+            from mlpc import data_parallel  # each rank scores its share of the same (x, y); counts are summed
+
+            return data_parallel.evaluate(self, x, y, self._correct)
+
+        names = [self.loss.metric] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
+        xs = validate.features(x, self.in_features, None)
+        ys = validate.targets(y, self.loss.target_type(xs.shape[0], self.out_features), self.num_classes,
+                              xs.shape[0])
+        values = metric_values(self.loss, self.predict(xs), ys, names)
+        return values[names[0]] if metrics is None else values
+
+    def _correct(self, x: Any, y: Any) -> tuple[int, int]:
+        """(right, total) of argmax predictions on rows x against integer labels y (validated)."""
+        xs = validate.features(x, self.in_features, None)
+        ys = validate.targets(y, self.loss.target_type(xs.shape[0], self.out_features), self.num_classes,
+                              xs.shape[0])
+        pred = self.predict(xs).argmax(axis=1)
+        return int((pred == ys).sum()), int(len(pred))
+
+    def batches(self, x: Any, y: Any, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of batch_size rows (data-parallel: this rank's rows of each global batch)."""
         x, y = validate.rows(x, y)
+        if self.comm is not None:
+            from mlpc import data_parallel
+
+            yield from data_parallel.shard_batches(self, x, y, shuffle, seed)
+            return
         order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
         for lo in range(0, len(x), self.batch_size):
             idx = order[lo:lo + self.batch_size]
             yield x[idx], y[idx]
 
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, shuffle: bool = True,
+    def fit(self, x: Any, y: Any, epochs: int = 1, shuffle: bool = True,
             on_step: Callable[[int, float], None] | None = None) -> list[float]:
         """Train for whole epochs (last partial batch included); returns the mean loss per epoch.
         Each step takes the trainer's lock; `on_step` runs outside it."""
@@ -238,6 +290,7 @@ class Trainer:
                 if k not in params and k not in self._hyper_dtypes}
 
     # --- runtime hyperparameters (graph inputs: setting one never recompiles) -------------
+    @locked
     def _push_hyper(self) -> None:
         from mlpc.hyper import write_scalar
 
@@ -247,10 +300,12 @@ class Trainer:
             self._state[name] = (self.backend.to_device(np.asarray(value, dt)) if buf is None
                                  else write_scalar(self.backend, buf, value, dt))
 
+    @locked
     def hyper_arrays(self) -> dict[str, np.ndarray]:
         """The step's hyperparameter inputs as scalars of their dtype (what checkpoints store as hyper/<name>)."""
         return {n: np.asarray(v, self._hyper_dtypes[n]) for n, v in self.hyper.feed().items()}
 
+    @locked
     def load_hyper_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Take hyperparameter inputs that differ from the current values' rounding (set by an exported library)."""
         known = self.hyper.feed()
@@ -262,6 +317,7 @@ class Trainer:
                 self.hyper.set_input(name, float(value))
         self._push_hyper()
 
+    @locked
     def set_hyper(self, key: str, value: Any, group: int | None = None) -> None:
         """Set a torch-style option (lr, momentum, betas, weight_decay) of one group or all groups."""
         self.hyper.set(key, value, group)
@@ -323,6 +379,32 @@ class Trainer:
         if t is not None:
             self.steps_taken = int(self.backend.to_host(t))
 
+    def state_dict(self, layout: str = "mlpc") -> dict[str, np.ndarray]:
+        """Parameters only (like a torch module's), as NumPy arrays; `layout="torch"` gives torch's names and
+        [out, in] Linear weights (docs/interop.md)."""
+        from mlpc.interop.state_dict import state_dict
+
+        return state_dict(self, layout)
+
+    def load_state_dict(self, state_dict: dict[str, Any], layout: str = "mlpc", strict: bool = True) -> None:
+        """Load parameters from torch tensors or NumPy arrays given in `layout` ("mlpc" or "torch")."""
+        from mlpc.interop.state_dict import load_state_dict
+
+        load_state_dict(self, state_dict, layout, strict)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with the trained weights (needs the interop extra)."""
+        from mlpc.interop.torch_out import to_torch
+
+        return to_torch(self)
+
+    def export_onnx(self, path: str, softmax: bool = False, dynamic_batch: bool = False, opset: int = 17) -> None:
+        """Write the inference graph as ONNX: input `x`, output `logits` (and `probabilities` with softmax=True);
+        the batch is batch_size unless dynamic_batch=True (needs the interop extra)."""
+        from mlpc.interop.onnx_export import export_onnx
+
+        export_onnx(self, path, softmax=softmax, dynamic_batch=dynamic_batch, opset=opset)
+
     # --- inspection ----------------------------------------------------------------------
     def stages(self) -> list[str]:
         order = list(FRONT_STAGES) + list(self.backend.stages)
@@ -341,14 +423,18 @@ class Trainer:
         lr schedulers (default: those constructed on this trainer) are saved too."""
         from mlpc.checkpoint import save_trainer
 
-        save_trainer(self, path, schedulers=self.schedulers if schedulers is None else schedulers)
+        chosen = self.schedulers if schedulers is None else schedulers
+        if self.comm is None or self.comm.rank == 0:  # data-parallel: rank 0 writes, the others wait for it
+            save_trainer(self, path, schedulers=chosen)
+        if self.comm is not None:
+            self.comm.comm.Barrier()
 
 
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
             batch_size: int = 128, backend: str = "llvm", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
             probe: bool = False, nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
-            clip_grad_norm: float | None = None) -> Trainer:
+            clip_grad_norm: float | None = None, distributed: Any = None) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
@@ -362,11 +448,18 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     norm over all of them (torch.nn.utils.clip_grad_norm_), computed in the step.
     Hyperparameters (trainer.lr, .momentum, .betas, .weight_decay, .param_groups) are runtime inputs of
     the compiled step: changing them between steps does not recompile.
+    `distributed=True` (or an mpi4py communicator) trains data-parallel over MPI ranks (run under
+    `mpiexec`): `batch_size` is the global batch, gradients are averaged by an `allreduce` in the IR.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
+    if loss is not None and not isinstance(loss, nn.Loss):
+        raise TypeError(f"loss must be an mlpc.nn.Loss such as nn.MSELoss(), got {type(loss).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an mlpc.optim optimizer, got {type(optimizer).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
-                   in_features, print_after, ir_stream, probe, nan_guard, param_groups, clip_grad_norm)
+                   in_features, print_after, ir_stream, probe, nan_guard, param_groups, clip_grad_norm,
+                   distributed=distributed)
 
 
 def _check_clip(clip: Any, optimizer: Optimizer) -> float | None:

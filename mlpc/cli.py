@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)  # helper modules (common, argtypes) have none
         if register is not None:
             register(sub)
+    parser.set_defaults(subcommands=sub.choices)
     return parser
 
 
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the subcommand's parser: `mlpc train: error: unrecognized arguments: ...`
+            args.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, --version, or a bad argument (already reported on one line)
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     try:

@@ -41,18 +41,19 @@ def _rowwise(per_element: int) -> Callable[[Op], int]:
 
 def _sgd(op: Op) -> int:
     a = op.attrs
-    per = 2 + (2 if a.get("weight_decay") else 0) + (3 if a.get("momentum") else 0) \
-        + (2 if a.get("nesterov") else 0)
+    # weight decay is a runtime operand (g + wd * p always runs); clipping scales g once more
+    per = 4 + (3 if a.get("momentum") else 0) + (2 if a.get("nesterov") else 0) + (1 if a.get("clip") else 0)
     return per * _numel(op.operands[0])
 
 
 def _momentum(op: Op) -> int:
-    return (5 + (2 if op.attrs.get("unbiased") else 0)) * _numel(op.operands[0])
+    a = op.attrs
+    return (5 + (2 if a.get("unbiased") else 0) + (1 if a.get("clip") else 0)) * _numel(op.operands[0])
 
 
 def _adam(op: Op) -> int:
     a = op.attrs
-    per = 13 + (2 if a.get("weight_decay") else 0) - (2 if not a.get("bias_correction", True) else 0)
+    per = 15 - (2 if not a.get("bias_correction", True) else 0) + (1 if a.get("clip") else 0)
     return per * _numel(op.operands[0])
 
 
@@ -76,6 +77,10 @@ FLOP_RULES: dict[str, Callable[[Op], int]] = {
     "sgd_update": _sgd, "momentum_update": _momentum, "adam_update": _adam,
     "linear_solve": _linear_solve,
     "eye": lambda op: 0, "concat": lambda op: 0, "slice": lambda op: 0,  # memory only
+    # integer work, counted as operations: 10 Philox rounds of ~8 per 4 elements, a compare and select each
+    "dropout_mask": lambda op: 22 * op.result.type.size,
+    # one add per element and rank, done by MPI between the two halves of a data-parallel step
+    "allreduce": lambda op: _numel(op.result),
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from mlpc.checkpoint import (
     load_arrays,
+    model_description,
     remove_stale_temps,
     restore_train_state,
     save_trainer,
@@ -71,6 +72,7 @@ def resume(trainer: "Trainer", path: str, x: np.ndarray, y: np.ndarray) -> Posit
         return None
     tensors, meta = load_arrays(path)
     want = trainer_metadata(trainer)
+    meta = {**meta, "mlpc.model": model_description(meta, path)}  # older description versions compare as now
     for key in MUST_MATCH:
         if meta.get(key) != want[key]:
             raise CheckpointError(f"{path} was written by a different run: {key} is {meta.get(key)} there, "
@@ -103,14 +105,26 @@ def train(trainer: "Trainer", x: np.ndarray, y: np.ndarray, epochs: int, checkpo
         losses = []
         for b in range(start.batch if epoch == start.epoch else 0, per_epoch):
             idx = order[b * trainer.batch_size:(b + 1) * trainer.batch_size]
-            losses.append(trainer.step(x[idx], y[idx]))
+            mine = idx
+            if trainer.comm is not None:  # data-parallel: this rank's rows of the global batch
+                lo, hi = trainer.comm.shard(len(idx))
+                mine = idx[lo:hi]
+            losses.append(trainer.step(x[mine], y[mine]))
             for sched in trainer.schedulers:
                 sched.step()
             if on_step is not None:
                 on_step(len(idx), losses[-1])
             if checkpoint and every and trainer.steps_taken % every == 0:
-                save_trainer(trainer, checkpoint, extra)
+                _save(trainer, checkpoint, extra)
         if on_epoch is not None:
             on_epoch(epoch, losses)
     if checkpoint:
-        save_trainer(trainer, checkpoint, extra)
+        _save(trainer, checkpoint, extra)
+
+
+def _save(trainer: "Trainer", path: str, extra: dict[str, str]) -> None:
+    """Write the checkpoint (data-parallel: rank 0 writes, every rank waits until it is on disk)."""
+    if trainer.comm is None or trainer.comm.rank == 0:
+        save_trainer(trainer, path, extra)
+    if trainer.comm is not None:
+        trainer.comm.comm.Barrier()

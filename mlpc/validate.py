@@ -9,10 +9,13 @@ import numpy as np
 from mlpc.errors import InputError
 from mlpc.types import TensorType
 
+KDL_CPU = 1  # DLPack's device type of host memory
+
 
 def array(a: Any, what: str) -> np.ndarray:
     """`a` as a plain ndarray: lists and tuples are converted (ragged ones refused), masked arrays refused
-    (their masks would be ignored by the compiled code, which reads the raw data under the mask)."""
+    (their masks would be ignored by the compiled code, which reads the raw data under the mask), torch CPU
+    tensors and other DLPack / array-interface objects viewed without a copy where possible."""
     if isinstance(a, np.ma.MaskedArray):
         raise InputError(f"{what} is a NumPy masked array; mlpc does not apply masks (the compiled step would "
                          f"read the values under the mask): pass {what}.filled(value) or drop the masked rows")
@@ -28,8 +31,40 @@ def array(a: Any, what: str) -> np.ndarray:
             raise InputError(f"{what} is a ragged or mixed nested list (NumPy makes it an object array); "
                              f"every row must have the same number of numbers")
     if not isinstance(a, np.ndarray):
-        raise InputError(f"{what} must be a NumPy array, got {type(a).__name__}")
+        return _foreign(a, what)
     return a
+
+
+def _foreign(x: Any, what: str) -> np.ndarray:
+    """A torch CPU tensor (or anything with `__dlpack__` or the array interface) as a NumPy array, viewed
+    without a copy where its dtype and layout allow."""
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        device = x.__dlpack_device__()
+        if int(device[0]) != KDL_CPU:
+            where = f" ({x.device})" if hasattr(x, "device") else ""
+            raise InputError(f"{what} lives on an accelerator{where}: move it to the CPU first (x.cpu())")
+        if getattr(x, "requires_grad", False):
+            x = x.detach()  # a view sharing memory; DLPack refuses tensors that require grad
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:
+            dtype = getattr(x, "dtype", "?")
+            raise InputError(f"{what} (dtype {dtype}) cannot be read as a NumPy array: {e}") from None
+    if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):
+        return array(np.asarray(x), what)
+    raise InputError(f"{what} must be a NumPy array or a CPU tensor, got {type(x).__name__}")
+
+
+def shape_mismatch(name: str, got: tuple[int, ...], want: tuple[int, ...], layout: str = "mlpc") -> str:
+    """The message for a parameter of the wrong shape; a transpose (a torch [out, in] weight) says so."""
+    msg = f"{name}: shape {list(got)} does not match the model's {list(want)}"
+    if len(got) == 2 and tuple(got) == tuple(want)[::-1]:
+        if layout == "mlpc":
+            msg += (" but is its transpose: torch stores Linear weights as [out, in] and mlpc as [in, out]; "
+                    "load a torch state_dict with trainer.load_state_dict(sd, layout='torch')")
+        else:
+            msg += " but is its transpose"
+    return msg
 
 
 def features(x: Any, width: int, max_rows: int | None, what: str = "x") -> np.ndarray:
@@ -106,7 +141,7 @@ def state_value(name: str, value: Any, like: np.ndarray) -> np.ndarray:
     if like.shape == () and a.shape == (1,):  # safetensors stores scalars as [1]
         a = a.reshape(())
     if a.shape != like.shape:
-        raise InputError(f"{name}: shape {list(a.shape)} does not match the model's {list(like.shape)}")
+        raise InputError(shape_mismatch(name, a.shape, like.shape))
     if like.dtype.kind in "iu":
         if a.dtype.kind == "f" and (not np.isfinite(a).all() or (a != np.round(a)).any()):
             raise InputError(f"{name} must hold integers, got {a.ravel()[:4]}")

@@ -26,10 +26,11 @@ def register_pass(name: str, doc: str = "") -> Callable[[PassFn], PassFn]:
 
 def _load_builtin() -> None:
     import passes.autodiff  # noqa: F401
+    import passes.distribute  # noqa: F401
     import passes.optimizer  # noqa: F401
     import passes.simplify  # noqa: F401
 
-    for extra in ("passes.fusion", "passes.memory", "passes.probe", "passes.newton", "passes.guard"):
+    for extra in ("passes.fusion", "passes.memory", "passes.probe", "passes.newton", "passes.guard", "passes.gpu"):
         try:
             __import__(extra)
         except ImportError:

@@ -40,6 +40,16 @@ def _params_and_grads(graph: Graph) -> list[tuple[Input, Value]]:
     return pairs
 
 
+def step_input(graph: Graph) -> tuple[Input, list[Input]]:
+    """The step count input `t`, and the inputs to add for it: none when the traced graph already reads t
+    (a Dropout mask is keyed by it)."""
+    for i in graph.inputs:
+        if i.name == STEP:
+            return i, []
+    step = Input(STEP, Value(STEP_TYPE, STEP), "state")
+    return step, [step]
+
+
 def _state(name: str, like: Value) -> Input:
     return Input(name, Value(like.type, name), "state")
 
@@ -86,7 +96,7 @@ def apply_updates(graph: Graph, prefix: str, state_names: list[str], hyper_keys:
         raise MlpcError(f"clip (the max gradient norm) must be >= 0, got {clip}")
     pairs = _params_and_grads(graph)
     group = group_of_params([p.name for p, _ in pairs], groups)
-    step = Input(STEP, Value(STEP_TYPE, STEP), "state")
+    step, new_step_inputs = step_input(graph)
     htype = TensorType(pairs[0][0].value.dtype, ())
     used = sorted(set(group.values()))
     hyper = {gi: [Input(hyper_input(k, gi), Value(htype, hyper_input(k, gi)), "hyper") for k in hyper_keys]
@@ -108,7 +118,7 @@ def apply_updates(graph: Graph, prefix: str, state_names: list[str], hyper_keys:
         outs.extend(Output(s.name, r) for s, r in zip(states, results[1:]))
     new_t = b.add(step.value, b.op("full", value=1.0, dtype="i32", shape=()))
     outs.append(Output(STEP, new_t))
-    state_inputs = [s for _, states, _ in per_param for s in states] + [step]
+    state_inputs = [s for _, states, _ in per_param for s in states] + new_step_inputs
     hyper_inputs = [h for gi in used for h in hyper[gi]]
     return graph.replace(inputs=graph.inputs + state_inputs + hyper_inputs, ops=head + graph.ops + b.ops,
                          outputs=outs)

@@ -16,8 +16,9 @@ from mlpc.ir import Graph
 from mlpc.locking import ObjectLock
 from mlpc.printer import print_graph
 from mlpc.types import DType
-from passes.fusion import FusionPlan, fuse
+from passes.fusion import fuse
 from passes.memory import MemoryPlan, plan_memory
+from passes.plan import FusionPlan
 from runtime import compile_cache
 from runtime.backend import Record, register_backend
 
@@ -224,7 +225,7 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
     for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
         if v.dtype not in (DType.f32, DType.i32, DType.i1):
             raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); got a {v.dtype.value} tensor")
-    sources = compile_cache.source_fingerprint("codegen/llvm", "passes/fusion.py", "passes/memory.py",
+    sources = compile_cache.source_fingerprint("codegen/llvm", "passes/fusion.py", "passes/plan.py", "passes/memory.py",
                                                "runtime/llvm_backend.py")
     key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, sources,
                                  llvmlite.__version__,
@@ -257,9 +258,10 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
     """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
     from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
     from codegen.llvm.module import build_module, scratch_needs
+    from codegen.llvm.policy import MEMORY, POLICY
 
-    plan = fuse(graph)
-    mem = plan_memory(plan, scratch_needs(plan, target))
+    plan = fuse(graph, POLICY)
+    mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
     texts = {"fused": plan.dump(),
              "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
     step = build_module(plan, mem, target, labels=_label_checks(plan), profile=profile)

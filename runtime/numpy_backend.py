@@ -25,6 +25,10 @@ class NumpyCompiled:
         result = {}
         for name, value in outs.items():
             if name in state:
+                # a state must own its buffer: an output that is (a view of) a caller's data input, such
+                # as SGD's first momentum buffer = the gradient when the gradient comes in as data, is copied
+                if any(np.shares_memory(value, d) for d in data.values() if isinstance(d, np.ndarray)):
+                    value = np.array(value, copy=True)
                 state[name] = value
             else:
                 result[name] = value

@@ -9,6 +9,7 @@ import llvmlite.binding as llvm
 from codegen.aot.spec import Loc, StepSpec
 from codegen.llvm.compile import optimize_and_emit
 from codegen.llvm.module import build_module, scratch_needs
+from codegen.llvm.policy import MEMORY, POLICY
 from codegen.llvm.target import Target, init_llvm
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph
@@ -41,8 +42,8 @@ def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target)
     for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
         if v.dtype not in (DType.f32, DType.i32, DType.i1):
             raise MlpcError(f"ahead-of-time export computes in f32 (with i32 labels); got a {v.dtype.value} tensor")
-    plan = fuse(graph)
-    mem = plan_memory(plan, scratch_needs(plan, target))
+    plan = fuse(graph, POLICY)
+    mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
     classes = _label_classes(graph) if kind == "train" else 0
     step = build_module(plan, mem, target, labels=[("y", classes)] if classes else None)
     names = [i.name for i in graph.inputs]

@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cpu", default=None, help="LLVM cpu name to compile for (default: this machine's)")
     p.add_argument("--features", default=None,
                    help='LLVM features for --cpu, e.g. "+avx,+avx2,+fma" (sets the vector width and the CPU check)')
-    p.add_argument("--threads", type=argtypes.int_range(1, 1024), default=None,
+    p.add_argument("--threads", type=argtypes.int_range(1, 1024), default=None,  # codegen.llvm.target.MAX_THREADS
                    help="worker threads compiled into the step (1 to 1024)")
     p.add_argument("--train-batch", type=argtypes.batch_size, action="append", default=[],
                    help="also compile a training step for this many rows (repeatable), e.g. an epoch's last batch")

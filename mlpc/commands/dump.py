@@ -21,6 +21,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-loc", action="store_true", help="omit source locations")
     p.add_argument("--timing", action="store_true",
                    help="compile again, cold, and report the time of every stage and pass on standard error")
+    p.add_argument("--distributed", action="store_true",
+                   help="compile the data-parallel step (allreduce between gradients and update) as one rank sees it")
     p.add_argument("--format", choices=("text", "dot", "svg", "png"), default="text",
                    help="text IR, or a picture of the graph (dot; svg/png need Graphviz's `dot`)")
     p.add_argument("-o", "--output", default=None, help="write here instead of standard output")
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         import os
 
         os.environ.setdefault("MLPC_TRITON_AOT_IR", "1")  # without a GPU these come from an sm_90 compile
-    trainer = compile_from_args(args, print_after=mode, ir_stream=sys.stdout)
+    extra: dict[str, Any] = {"distributed": True} if args.distributed else {}
+    trainer = compile_from_args(args, print_after=mode, ir_stream=sys.stdout, **extra)
     view = Inspection(trainer)
     if args.timing:
         from mlpc.inspection.timing import compile_timings, timing_table

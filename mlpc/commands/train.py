@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                         "before it changes any weight")
     add_schedule_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (implied when started by mpiexec with more than one rank); "
+                        "--batch-size is the global batch")
     p.set_defaults(func=run)
 
 
@@ -88,8 +91,23 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlpc import data_parallel, distributed
+
+    if not (args.distributed or distributed.launched_ranks() > 1):
+        return _run(args, None)
+    comm = distributed.resolve(True)
+    if comm is not None and comm.rank != 0:  # logs and the progress bar come from rank 0 only
+        args.no_progress = True
+    return int(data_parallel.guard(comm, lambda: _run(args, comm)))
+
+
+def _run(args: argparse.Namespace, comm: Any) -> int:
     from mlpc import resume
     from mlpc.modelfile import load_model_file
+
+    def say(*parts: Any, **kw: Any) -> None:
+        if comm is None or comm.rank == 0:
+            print(*parts, **kw)
 
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
         raise argtypes.UsageError("--resume and --checkpoint-every need --checkpoint PATH")
@@ -99,20 +117,23 @@ def run(args: argparse.Namespace) -> int:
         check_batch_data(*batch_size_of(args, mf), len(data.x_train))
     note = held_out_note(args.npz, len(data.x_test)) if args.npz else None
     if note:
-        print(note, flush=True)
+        say(note, flush=True)
     start = time.perf_counter()
-    trainer = compile_from_args(args, mf, nan_guard=args.nan_guard)
-    print(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
-          f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()}, lr {trainer.lr:g})")
+    trainer = compile_from_args(args, mf, nan_guard=args.nan_guard,
+                                **({"distributed": comm.comm} if comm is not None else {}))
+    where_ranks = f", {comm.size} ranks" if comm is not None else ""
+    say(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
+        f"(batch {trainer.batch_size}{where_ranks}, {trainer.optimizer.pipeline_text()}, lr {trainer.lr:g})")
+    fit_targets(trainer, data)
     n = len(data.x_train)
     per_epoch = -(-n // trainer.batch_size)
     build_schedule(trainer, args.schedule, args.warmup, per_epoch * args.epochs, per_epoch)
     if args.resume:
         where = resume.resume(trainer, args.checkpoint, data.x_train, data.y_train)
         if where is None:
-            print(f"no checkpoint at {args.checkpoint} yet: starting a new run")
+            say(f"no checkpoint at {args.checkpoint} yet: starting a new run")
         else:
-            print(f"resumed from {args.checkpoint} at step {where.step} (epoch {where.epoch + 1}, "
+            say(f"resumed from {args.checkpoint} at step {where.step} (epoch {where.epoch + 1}, "
                   f"batch {where.batch})", flush=True)
     progress: Progress | None = None
 
@@ -131,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         line = f"epoch {epoch + 1}/{args.epochs}: loss {mean}, {seen / max(elapsed, 1e-9):.0f} samples/s"
         if trainer.num_classes is not None:
             line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
-        print(line, flush=True)
+        else:
+            line += f", test loss {trainer.evaluate(data.x_test, data.y_test, metrics=['loss'])['loss']:.6f}"
+        say(line, flush=True)
 
     # batches come from mlpc.resume.epoch_order(seed, epoch): a killed run resumed with --resume sees the
     # same batches in the same order, so it ends bit-identical to an uninterrupted one
@@ -139,12 +162,31 @@ def run(args: argparse.Namespace) -> int:
                  every=args.checkpoint_every, on_step=on_step, on_epoch=on_epoch)
     if args.save:
         trainer.save(args.save)
-        print(f"saved checkpoint to {args.save}")
+        say(f"saved checkpoint to {args.save}")
     if trainer.num_classes is not None:
         acc = trainer.evaluate(data.x_test, data.y_test)
         correct = int(round(acc * len(data.y_test)))
-        print(f"test accuracy: {100 * acc:.2f}% ({correct}/{len(data.y_test)})")
+        say(f"test accuracy: {100 * acc:.2f}% ({correct}/{len(data.y_test)})")
     else:
-        mse = float(np.mean((trainer.predict(data.x_test) - data.y_test) ** 2))
-        print(f"test mse: {mse:.6f}")
+        say(test_report(trainer, data.x_test, data.y_test))
     return 0
+
+
+def fit_targets(trainer: Any, data: Any) -> None:
+    """Float targets for float-target losses (0/1 integer labels for BCE, say), and a column [n, 1] for a
+    single-output model given a vector y."""
+    if trainer.num_classes is not None:
+        return
+    for split in ("train", "test"):
+        y = getattr(data, f"y_{split}").astype(np.float32)
+        if y.ndim == 1 and trainer.out_features == 1:
+            y = y[:, None]
+        setattr(data, f"y_{split}", y)
+
+
+def test_report(trainer: Any, x: np.ndarray, y: np.ndarray) -> str:
+    """The final line for a non-classification loss: the loss, and R^2 or element-wise accuracy."""
+    extra = "elementwise_accuracy" if trainer.loss.metric == "elementwise_accuracy" else "r2"
+    v = trainer.evaluate(x, y, metrics=["loss", extra])
+    shown = f"R^2 {v['r2']:.4f}" if extra == "r2" else f"element-wise accuracy {100 * v[extra]:.2f}%"
+    return f"test loss ({type(trainer.loss).__name__}): {v['loss']:.6f}, {shown}"

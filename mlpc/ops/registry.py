@@ -59,10 +59,12 @@ def all_ops() -> dict[str, OpDef]:
 
 
 def _load_all() -> None:
+    import mlpc.ops.collective  # noqa: F401
     import mlpc.ops.elementwise  # noqa: F401
     import mlpc.ops.linalg  # noqa: F401
     import mlpc.ops.nn  # noqa: F401
     import mlpc.ops.optim  # noqa: F401
+    import mlpc.ops.random  # noqa: F401
     import mlpc.ops.structural  # noqa: F401
 
 

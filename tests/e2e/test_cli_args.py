@@ -130,7 +130,8 @@ def test_version(capsys) -> None:
 
 def test_unknown_flag_and_missing_command_are_one_line(capsys) -> None:
     code, _, err = run(["train", "--no-such-flag"], capsys)
-    assert code == 2 and one_line(err) == "mlpc: error: unrecognized arguments: --no-such-flag (see mlpc --help)"
+    assert code == 2 and one_line(err) == ("mlpc train: error: unrecognized arguments: --no-such-flag "
+                                           "(see mlpc train --help)")
     code, _, err = run([], capsys)
     assert code == 2 and one_line(err).startswith("mlpc: error: the following arguments are required: COMMAND")
 

@@ -118,7 +118,9 @@ def assert_close_f64(got: dict[str, np.ndarray], want: dict[str, np.ndarray], wh
 
 
 # How many times gradient_floor an f32 step may differ from f64 by, elementwise, beyond the norm-wise bound.
-# Measured: see FLOOR_FACTOR's use in test_differential (largest needed over the random problems tried).
+# Measured (numpy and llvm): 400 random problems (problems(max_width=160, max_batch=129)) needed no floor;
+# of 1,200 saturating Adam lr-0.3 cases (the SATURATED net, seeds 0-299, with and without bias
+# correction) 8 needed one, at most 0.25x gradient_floor. 2.0 leaves 8x margin.
 FLOOR_FACTOR = 2.0
 
 

@@ -11,7 +11,7 @@ from mlpc.ir import Graph
 from mlpc.types import DType
 from runtime.backend import available_backends, get_backend
 
-from .backends import budget, known_issue, limits, profile, run_cases
+from .backends import budget, limits, profile, run_cases
 from .differential import (
     assert_step_close_f32,
     check_steps_f64,
@@ -118,7 +118,7 @@ def test_backend_f32_trainer_tracks_f64_interpretation(backend: str) -> None:
 
 def check_f64_graph(backend: str, p: Problem) -> None:
     """The f64 step graph lowered on `backend` matches the interpreter to f64 rounding, or the backend refuses
-    f64 up front with a clear MlpcError (the llvm backend computes in f32 only)."""
+    f64 up front with a clear MlpcError naming f64 (the llvm and triton backends compute in f32)."""
     trainer = compile_problem(p, "numpy")
     try:
         get_backend(backend).lower(step_graph(trainer, p.batch, DType.f64), lambda stage, text: None)
@@ -127,11 +127,7 @@ def check_f64_graph(backend: str, p: Problem) -> None:
         count(f"f64 step graph refused by {backend} (clear error)")
         return
     count(f"f64 step graph on {backend} vs interpreter")
-    try:
-        check_steps_f64(p, trainer, host_state(trainer), None, backend, handwritten=False)
-    except Exception as e:  # noqa: BLE001 - only known issues are absorbed, anything else is re-raised
-        if not known_issue(backend, e, "f64 step graph"):
-            raise
+    check_steps_f64(p, trainer, host_state(trainer), None, backend, handwritten=False)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -15,7 +15,7 @@ from mlpc.types import DType
 from mlpc.verifier import verify
 from runtime.backend import available_backends, get_backend
 
-from .backends import budget, known_issue, profile, run_cases
+from .backends import budget, profile, run_cases
 from .fuzzing import count, examples
 from .irgen import graphs
 
@@ -49,11 +49,29 @@ SIGNED_ZERO = parse("""func @g(state %s: f32[4], param %p: f32[4]) -> (a: f32[4]
   %6: f32[4] = div %s, %5
   return %2, %3, %6
 }""")
-PINNED = [SIGNED_ZERO]
+# Bugs that were KNOWN_ISSUES xfails before they were fixed: a second update reading the first's result
+# (llvm: KeyError in codegen, or a stale read), constant outputs (triton: float32 (1, n) instead of the
+# declared type and shape) and an infinite attribute (triton: a bare `inf` in the kernel source).
+CHAINED_UPDATES = parse("""func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5]) {
+  %lr: f32[] = full {value = 0.1}
+  %wd: f32[] = full {value = 0.0}
+  %0: f32[5] = sgd_update %p, %x, %t, %lr, %wd
+  %1: f32[5] = sgd_update %0, %x, %t, %lr, %wd
+  return %1
+}""")
+CONSTANT_OUTPUTS = parse("""func @g(data %x: f32[3, 4]) -> (ones: f32[4], idx: i32[2, 3], y: f32[3, 4]) {
+  %0: f32[4] = full {value = 1.0, shape = [4]}
+  %1: i32[2, 3] = full {value = 7.0, dtype = "i32", shape = [2, 3]}
+  %2: f32[3, 4] = leaky_relu %x {alpha = inf}
+  return %0, %1, %2
+}""")
+PINNED = [SIGNED_ZERO, CHAINED_UPDATES, CONSTANT_OUTPUTS]
 
 
 @given(graphs())
 @example(SIGNED_ZERO)
+@example(CHAINED_UPDATES)
+@example(CONSTANT_OUTPUTS)
 @examples(150)
 def test_random_graph_round_trips(g: Graph) -> None:
     count("random IR graph print/parse round trip")
@@ -84,35 +102,22 @@ def check_backend_graph(backend: str, g: Graph) -> None:
     except MlpcError:
         count(f"random f32 graph refused by {backend} (clear error)")
         return
-    except Exception as e:  # noqa: BLE001 - a crash is a failure unless it is a known, reported bug
-        if known_issue(backend, e, "lower"):
-            return
-        raise
     count(f"random f32 graph on {backend} vs interpreter")
     state = {i.name: be.to_device(inputs[i.name]) for i in g.inputs if i.role != "data"}
-    try:
-        got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
-    except Exception as e:  # noqa: BLE001 - a crash is a failure unless it is a known, reported bug
-        if known_issue(backend, e, "run"):
-            return
-        raise
+    got = compiled.run(state, {i.name: inputs[i.name] for i in g.inputs if i.role == "data"})
     rtol = profile(backend).value_rtol
-    try:
-        assert sorted(got) == sorted(want), f"{backend} returned outputs {sorted(got)}, graph has {sorted(want)}"
-        for k, w in want.items():
-            a = np.asarray(got[k])
-            assert a.shape == w.shape and a.dtype == w.dtype, f"{k}: {a.dtype}{a.shape} vs {w.dtype}{w.shape}"
-            if w.dtype.kind != "f":
-                np.testing.assert_array_equal(a, w, err_msg=k)
-                continue
-            np.testing.assert_array_equal(np.isnan(a), np.isnan(w), err_msg=f"{k}: NaN positions differ")
-            np.testing.assert_array_equal(np.isinf(a) * np.sign(a), np.isinf(w) * np.sign(w), err_msg=f"{k}: Inf")
-            fin = np.isfinite(w)
-            atol = rtol * 1e-2 * (np.abs(w[fin]).max(initial=0) + 1)
-            np.testing.assert_allclose(a[fin], w[fin], rtol=rtol, atol=atol, err_msg=k)
-    except AssertionError as e:
-        if not known_issue(backend, e):
-            raise
+    assert sorted(got) == sorted(want), f"{backend} returned outputs {sorted(got)}, graph has {sorted(want)}"
+    for k, w in want.items():
+        a = np.asarray(got[k])
+        assert a.shape == w.shape and a.dtype == w.dtype, f"{k}: {a.dtype}{a.shape} vs {w.dtype}{w.shape}"
+        if w.dtype.kind != "f":
+            np.testing.assert_array_equal(a, w, err_msg=k)
+            continue
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(w), err_msg=f"{k}: NaN positions differ")
+        np.testing.assert_array_equal(np.isinf(a) * np.sign(a), np.isinf(w) * np.sign(w), err_msg=f"{k}: Inf")
+        fin = np.isfinite(w)
+        atol = rtol * 1e-2 * (np.abs(w[fin]).max(initial=0) + 1)
+        np.testing.assert_allclose(a[fin], w[fin], rtol=rtol, atol=atol, err_msg=k)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
