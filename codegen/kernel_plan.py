@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.triton_dropout import DropoutKernel, plan_dropout
 from codegen.views import UnsupportedError, View, constant, contiguous, shape2
 from mlpc.ir import Graph, Op, Value
 from mlpc.types import DType
@@ -108,7 +109,7 @@ class OptKernel:
     t: View
 
 
-Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel
+Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel | DropoutKernel
 
 
 @dataclass
@@ -173,8 +174,8 @@ class Planner:
             inputs[inp.name] = v
             self.views[inp.value] = v
         opt_ops = {id(op) for ops, _ in opt_groups for op in ops}
-        for op in self.g.ops:  # constants are ready before any kernel
-            if op.name == "full":
+        for op in self.g.ops:  # constants (and dropout masks, which read only t) are ready before any kernel
+            if op.name in ("full", "dropout_mask"):
                 self.lower_op(0, op)
         for i, op in enumerate(self.g.ops):
             if id(op) in self.done or id(op) in opt_ops:
@@ -224,6 +225,8 @@ class Planner:
             self.emit_sce(index, op)
         elif op.name in ("softmax", "log_softmax", "one_hot"):
             self.emit_rowwise(op)
+        elif op.name == "dropout_mask":
+            self.kernels.append(plan_dropout(self, op))
         elif _is_elementwise(op):
             tile = shape2(op.result.shape)
             body = Body()
@@ -516,6 +519,8 @@ def _reads(k: Kernel) -> list[View]:
         return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
     if isinstance(k, RowwiseKernel):
         return [k.src]
+    if isinstance(k, DropoutKernel):
+        return [k.t]
     return [k.p, k.g, *k.slots, k.t]
 
 

@@ -18,6 +18,7 @@ from codegen.kernel_plan import (
     RowwiseKernel,
     SceKernel,
 )
+from codegen.triton_dropout import DropoutKernel, render_dropout
 from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
@@ -434,6 +435,8 @@ def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
         return render_sce(k)
     if isinstance(k, RowwiseKernel):
         return render_rowwise(k)
+    if isinstance(k, DropoutKernel):
+        return render_dropout(k, Launch, _Args())
     return render_optimizer(k)
 
 

@@ -30,9 +30,10 @@ def first_linear(model: nn.Module) -> nn.Linear | None:
 
 
 def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | None,
-                name: str) -> Graph:
-    """Trace the forward (and loss, when given) with params as inputs."""
+                name: str, seed: int = 0) -> Graph:
+    """Trace the forward (and loss, when given: a training step, Dropout active) with params as inputs."""
     with Tracer() as tr:
+        tr.training, tr.seed = loss is not None, seed
         x = tr.input("x", TensorType(DType.f32, (batch, in_features)))
         for pname, p in model.named_parameters():
             tr.param_tensors[id(p)] = tr.input(pname, TensorType(DType.f32, p.shape), "param")
@@ -42,8 +43,9 @@ def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | 
         if loss is None:
             return tr.graph(name, {"logits": out})
         y = tr.input("y", loss.target_type(batch, out.shape[1]))
-        # keep inputs ordered x, y, params
+        # keep inputs ordered x, y, params (then t, when Dropout reads the step count)
         tr.inputs.insert(1, tr.inputs.pop())
+        tr.inputs.sort(key=lambda i: i.role == "state")
         return tr.graph(name, {"loss": loss.trace(out, y)})
 
 
@@ -96,11 +98,8 @@ class Trainer:
 
     # --- compilation ---------------------------------------------------------------------
     def _out_features(self) -> int:
-        g = self._graphs["traced"]
-        for op in g.ops:
-            if op.name in ("softmax_cross_entropy", "mse"):
-                return op.operands[0].shape[1]
-        raise MlpcError("the traced step has no loss op")
+        forward = trace_model(self.model, 1, self.in_features, None, "width")
+        return forward.outputs[0].value.shape[1]
 
     def _pipeline(self) -> str:
         probe = "probe," if self.probe else ""
@@ -118,7 +117,7 @@ class Trainer:
                 self._stages[stage] = print_graph(graph)
                 self._graphs[stage] = graph
 
-        traced = trace_model(self.model, batch, self.in_features, self.loss, "step")
+        traced = trace_model(self.model, batch, self.in_features, self.loss, "step", self.seed)
         if record:
             self._stages["traced"] = print_graph(traced)
             self._graphs["traced"] = traced
@@ -186,11 +185,18 @@ class Trainer:
         return np.concatenate(outs, axis=0)
 
     @locked
-    def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y (one per row, in [0, outputs))."""
+    def evaluate(self, x: Any, y: Any, metrics: Any = None) -> Any:
+        """The loss's own metric as a float (`loss.metric`: accuracy for cross-entropy, element-wise
+        accuracy for BCE, the loss itself for regression); with `metrics=[...]` (names from "loss",
+        "accuracy", "elementwise_accuracy", "r2", "mse", "mae") a dict of those."""
+        from mlpc.losses import metric_values
+
+        names = [self.loss.metric] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
         xs = validate.features(x, self.in_features, None)
-        ys = validate.labels(y, xs.shape[0], self.out_features)
-        return float((self.predict(xs).argmax(axis=1) == ys).mean())
+        ys = validate.targets(y, self.loss.target_type(xs.shape[0], self.out_features), self.num_classes,
+                              xs.shape[0])
+        values = metric_values(self.loss, self.predict(xs), ys, names)
+        return values[names[0]] if metrics is None else values
 
     def batches(self, x: Any, y: Any, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -298,5 +304,9 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
+    if loss is not None and not isinstance(loss, nn.Loss):
+        raise TypeError(f"loss must be an mlpc.nn.Loss such as nn.MSELoss(), got {type(loss).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an mlpc.optim optimizer, got {type(optimizer).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
                    in_features, print_after, ir_stream, probe, nan_guard)

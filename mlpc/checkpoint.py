@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 FORMAT = "mlpc-checkpoint-1"  # also read and written by exported libraries (codegen/aot/safetensors.c)
 MAX_HEADER = 100 * 1024 * 1024
 MAX_BATCH = 1 << 24
+DESCRIPTION_KEY = "mlpc.description"  # version of the model/loss descriptions (mlpc.nn.SPEC_VERSION)
 
 
 def checksum(tensors: dict[str, np.ndarray]) -> str:
@@ -134,13 +135,48 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return tensors, metadata
 
 
+def description_version(meta: dict[str, str], path: str = "checkpoint") -> int:
+    """The version of the model/loss descriptions: 1 when absent (GELU then meant its tanh form)."""
+    from mlpc.nn import SPEC_VERSION
+
+    try:
+        version = int(meta.get(DESCRIPTION_KEY, "1"))
+    except ValueError:
+        raise CheckpointError(f"{path}: bad {DESCRIPTION_KEY} {meta.get(DESCRIPTION_KEY)!r}") from None
+    if not 1 <= version <= SPEC_VERSION:
+        raise CheckpointError(f"{path} holds model descriptions of version {version}; this mlpc reads versions "
+                              f"1 to {SPEC_VERSION}: upgrade mlpc")
+    return version
+
+
+def model_description(meta: dict[str, str], path: str = "checkpoint") -> str:
+    """The stored model description as the current version writes it (a version-1 GELU gains its tanh form)."""
+    spec = json.loads(meta["mlpc.model"])
+    if description_version(meta, path) == 1:
+        spec = _upgrade_v1(spec)
+    return json.dumps(spec)
+
+
+def _upgrade_v1(spec: Any) -> Any:
+    if isinstance(spec, dict):
+        spec = {k: _upgrade_v1(v) for k, v in spec.items()}
+        if spec.get("type") == "GELU":
+            spec.setdefault("approximate", "tanh")
+    elif isinstance(spec, list):
+        spec = [_upgrade_v1(v) for v in spec]
+    return spec
+
+
 def trainer_metadata(trainer: "Trainer") -> dict[str, str]:
     """The metadata that describes a trainer (model, loss, optimizer, sizes, seed, steps)."""
+    from mlpc.nn import SPEC_VERSION
+
     try:
         model_spec: Any = trainer.model.spec()
     except TypeError:
         model_spec = None
     return {
+        DESCRIPTION_KEY: str(SPEC_VERSION),
         "mlpc.model": json.dumps(model_spec),
         "mlpc.loss": json.dumps(trainer.loss.spec()),
         "mlpc.optimizer": json.dumps(trainer.optimizer.spec()),
@@ -164,14 +200,16 @@ def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] |
     save_arrays(path, tensors, meta)
 
 
-def load_trainer(path: str, model: Any = None, backend: str | None = None) -> "Trainer":
+def load_trainer(path: str, model: Any = None, backend: str | None = None, loss: Any = None) -> "Trainer":
     from mlpc import nn, optim
     from mlpc.api import Trainer
 
+    if loss is not None and not isinstance(loss, nn.Loss):
+        raise TypeError(f"loss= must be an mlpc.nn.Loss, got {type(loss).__name__}")
     tensors, meta = load_arrays(path)
     arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k}
     try:
-        spec = json.loads(meta["mlpc.model"])
+        spec = json.loads(model_description(meta, path))
         if model is None:
             if spec is None:
                 raise CheckpointError(f"{path} holds a custom model: pass model= to mlpc.load")
@@ -182,7 +220,9 @@ def load_trainer(path: str, model: Any = None, backend: str | None = None) -> "T
         batch_size = int(meta["mlpc.batch_size"])
         if not 0 < batch_size <= MAX_BATCH:
             raise CheckpointError(f"{path}: batch size {batch_size} is out of range")
-        trainer = Trainer(model, nn.loss_from_spec(json.loads(meta["mlpc.loss"])),
+        if loss is None:
+            loss = nn.loss_from_spec(json.loads(meta["mlpc.loss"]))
+        trainer = Trainer(model, loss,
                           optim.from_spec(json.loads(meta["mlpc.optimizer"])),
                           batch_size, backend or meta["mlpc.backend"],
                           int(meta["mlpc.seed"]), int(meta["mlpc.in_features"]),
@@ -225,9 +265,10 @@ def _check_model_spec(path: str, model: Any, stored: Any) -> None:
 
 
 def _architecture(spec: Any) -> Any:
-    """A model description without initializers (the loaded weights replace what they would draw)."""
+    """A model description without initializers (the loaded weights replace what they would draw) and without
+    a user class's import path (the same class may be imported from elsewhere when passed as model=)."""
     if isinstance(spec, dict):
-        return {k: _architecture(v) for k, v in spec.items() if k not in ("init", "bias_init")}
+        return {k: _architecture(v) for k, v in spec.items() if k not in ("init", "bias_init", "class")}
     if isinstance(spec, list):
         return [_architecture(v) for v in spec]
     return spec

@@ -76,6 +76,8 @@ FLOP_RULES: dict[str, Callable[[Op], int]] = {
     "sgd_update": _sgd, "momentum_update": _momentum, "adam_update": _adam,
     "linear_solve": _linear_solve,
     "eye": lambda op: 0, "concat": lambda op: 0, "slice": lambda op: 0,  # memory only
+    # integer work, counted as operations: 10 Philox rounds of ~8 per 4 elements, a compare and select each
+    "dropout_mask": lambda op: 22 * op.result.type.size,
 }
 
 

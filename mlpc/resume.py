@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from mlpc.checkpoint import load_arrays, remove_stale_temps, save_trainer, trainer_metadata
+from mlpc.checkpoint import load_arrays, model_description, remove_stale_temps, save_trainer, trainer_metadata
 from mlpc.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def resume(trainer: "Trainer", path: str, x: np.ndarray, y: np.ndarray) -> Posit
         return None
     tensors, meta = load_arrays(path)
     want = trainer_metadata(trainer)
+    meta = {**meta, "mlpc.model": model_description(meta, path)}  # older description versions compare as now
     for key in MUST_MATCH:
         if meta.get(key) != want[key]:
             raise CheckpointError(f"{path} was written by a different run: {key} is {meta.get(key)} there, "

@@ -7,7 +7,7 @@ Kernel kinds:
   softmax_ce   softmax_cross_entropy forward and its gradient (and the bias gradient's column sums)
                in one pass over the logits
   optimizer    every parameter's update in one kernel
-  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye), copy (concat,
+  reduce, rowwise (softmax, log_softmax, one_hot), transpose, mse, fill (full, eye, dropout_mask), copy (concat,
                slice), solve (linear_solve): single ops
 
 A group is placed at its last op; an op joins a group only if no outside op earlier than it reads
@@ -211,7 +211,7 @@ def fuse(graph: Graph) -> FusionPlan:
             continue
         if op.name == "max":
             new("reduce", i)
-        elif op.name in ("full", "eye"):
+        elif op.name in ("full", "eye", "dropout_mask"):
             new("fill", i)
         elif op.name in ("concat", "slice"):
             new("copy", i)

@@ -24,6 +24,16 @@ def _params_and_grads(graph: Graph) -> list[tuple[Input, Value]]:
     return pairs
 
 
+def step_input(graph: Graph) -> tuple[Input, list[Input]]:
+    """The step count input `t`, and the inputs to add for it: none when the traced graph already reads t
+    (a Dropout mask is keyed by it)."""
+    for i in graph.inputs:
+        if i.name == STEP:
+            return i, []
+    step = Input(STEP, Value(STEP_TYPE, STEP), "state")
+    return step, [step]
+
+
 def _state(name: str, like: Value) -> Input:
     return Input(name, Value(like.type, name), "state")
 
@@ -34,7 +44,7 @@ def apply_updates(graph: Graph, prefix: str, state_names: list[str],
                   ) -> Graph:
     """Shared skeleton: add state inputs, emit one update op per param, rewire outputs."""
     pairs = _params_and_grads(graph)
-    step = Input(STEP, Value(STEP_TYPE, STEP), "state")
+    step, new_inputs = step_input(graph)
     per_param = [(p, [_state(f"{prefix}.{s}.{p.name}", p.value) for s in state_names]) for p, _ in pairs]
     head: list[Op] = []
     if pre is not None:
@@ -50,7 +60,7 @@ def apply_updates(graph: Graph, prefix: str, state_names: list[str],
         outs.extend(Output(s.name, r) for s, r in zip(states, results[1:]))
     new_t = b.add(step.value, b.op("full", value=1.0, dtype="i32", shape=()))
     outs.append(Output(STEP, new_t))
-    state_inputs = [s for _, states in per_param for s in states] + [step]
+    state_inputs = [s for _, states in per_param for s in states] + new_inputs
     return graph.replace(inputs=graph.inputs + state_inputs, ops=head + graph.ops + b.ops, outputs=outs)
 
 

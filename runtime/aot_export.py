@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from mlpc import nn
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph
 from mlpc.printer import print_graph
+from mlpc.types import DType, TensorType
 from runtime.aot_stamp import stamp
 
 if TYPE_CHECKING:
@@ -125,11 +125,14 @@ def _checkpoint_blobs(trainer: "Trainer", build: Path, name: str, inference: boo
 
 
 def _loss_kind(trainer: "Trainer") -> str:
-    if isinstance(trainer.loss, nn.CrossEntropyLoss):
+    """The library's target kind: "cross_entropy" (integer labels) or "mse" (float targets shaped like the
+    outputs, for every float-target loss: the loss itself is compiled into the step)."""
+    target = trainer.loss.target_type(1, trainer.out_features)
+    if target == TensorType(DType.i32, (1,)):
         return "cross_entropy"
-    if isinstance(trainer.loss, nn.MSELoss):
+    if target == TensorType(DType.f32, (1, trainer.out_features)):
         return "mse"
-    raise MlpcError(f"cannot export a model trained with {type(trainer.loss).__name__}")
+    raise MlpcError(f"cannot export a model trained with {type(trainer.loss).__name__} (targets {target})")
 
 
 def compile_library(build: Path, name: str, objects: Sequence[str], threads: int, cc: str | None,

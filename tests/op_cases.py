@@ -94,6 +94,7 @@ def cases(dtype: str = "f64") -> list[Case]:
         Case("slice", [T(f, 2, 6)], {"axis": 1, "start": 0, "stop": 2}),
         Case("linear_solve", [T(f, 3, 3), T(f, 3)], {"shift": 5.0}),
         Case("linear_solve", [T(f, 3, 3), T(f, 3, 2)], {"shift": 5.0, "method": "lu"}),
+        Case("dropout_mask", [T("i32")], {"p": 0.3, "seed": 7, "stream": 1, "shape": (5, 7)}),
     ]
 
 

@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = compile_from_args(args, mf, nan_guard=args.nan_guard)
     print(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
           f"(batch {trainer.batch_size}, {trainer.optimizer.pipeline_text()})")
+    fit_targets(trainer, data)
     n = len(data.x_train)
     if args.resume:
         where = resume.resume(trainer, args.checkpoint, data.x_train, data.y_train)
@@ -127,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         line = f"epoch {epoch + 1}/{args.epochs}: loss {mean}, {seen / max(elapsed, 1e-9):.0f} samples/s"
         if trainer.num_classes is not None:
             line += f", test accuracy {100 * trainer.evaluate(data.x_test, data.y_test):.2f}%"
+        else:
+            line += f", test loss {trainer.evaluate(data.x_test, data.y_test, metrics=['loss'])['loss']:.6f}"
         print(line, flush=True)
 
     # batches come from mlpc.resume.epoch_order(seed, epoch): a killed run resumed with --resume sees the
@@ -141,6 +144,25 @@ def run(args: argparse.Namespace) -> int:
         correct = int(round(acc * len(data.y_test)))
         print(f"test accuracy: {100 * acc:.2f}% ({correct}/{len(data.y_test)})")
     else:
-        mse = float(np.mean((trainer.predict(data.x_test) - data.y_test) ** 2))
-        print(f"test mse: {mse:.6f}")
+        print(test_report(trainer, data.x_test, data.y_test))
     return 0
+
+
+def fit_targets(trainer: Any, data: Any) -> None:
+    """Float targets for float-target losses (0/1 integer labels for BCE, say), and a column [n, 1] for a
+    single-output model given a vector y."""
+    if trainer.num_classes is not None:
+        return
+    for split in ("train", "test"):
+        y = getattr(data, f"y_{split}").astype(np.float32)
+        if y.ndim == 1 and trainer.out_features == 1:
+            y = y[:, None]
+        setattr(data, f"y_{split}", y)
+
+
+def test_report(trainer: Any, x: np.ndarray, y: np.ndarray) -> str:
+    """The final line for a non-classification loss: the loss, and R^2 or element-wise accuracy."""
+    extra = "elementwise_accuracy" if trainer.loss.metric == "elementwise_accuracy" else "r2"
+    v = trainer.evaluate(x, y, metrics=["loss", extra])
+    shown = f"R^2 {v['r2']:.4f}" if extra == "r2" else f"element-wise accuracy {100 * v[extra]:.2f}%"
+    return f"test loss ({type(trainer.loss).__name__}): {v['loss']:.6f}, {shown}"
