@@ -131,6 +131,9 @@ class GraphView:
             node = users[0]
             if node.op_type in ("Gemm", "MatMul") and node.input[0] == t:
                 return self._linear(node, width)
+            layer = table.ONNX_LAYERS.get(node.op_type)
+            if layer is not None and node.input[0] == t:
+                return layer.from_onnx(self, node, width)
             entry = _SINGLE.get(node.op_type)
             if entry is not None and len(node.input) == 1:
                 return entry.from_onnx_attrs(self.attrs(node), self.where(node)), node.output[0], width
@@ -145,7 +148,11 @@ class GraphView:
                                f"({', '.join(sorted({e.torch for e in table.ACTIVATIONS if e.exported}))})")
         node = next(u for u in users if u is not OUTPUT)
         raise InteropError(f"{self.path}: {self.where(node)} is not supported: mlpc reads Gemm, MatMul (+ Add of a "
-                           f"bias) and the activations {', '.join(sorted(_SINGLE))} (docs/interop.md)")
+                           f"bias), {', '.join(sorted(table.ONNX_LAYERS))} and the activations "
+                           f"{', '.join(sorted(_SINGLE))} (docs/interop.md)")
+
+    def const_input(self, node: Any, index: int, what: str) -> np.ndarray:
+        return self._const(node, node.input[index], what)
 
     def _const(self, node: Any, name: str, what: str) -> np.ndarray:
         if name not in self.consts:

@@ -74,7 +74,7 @@ def identify(values: np.ndarray) -> nn.Module | None:
     for entry in table.ACTIVATIONS:
         if not entry.exported:
             continue
-        for options in entry.candidates():
+        for options in entry.candidates(GRID, values):
             ref = entry.reference(GRID, **options)
             if values.shape == ref.shape and np.all(np.abs(values - ref) <= TOLERANCE * (1.0 + np.abs(ref))):
                 return entry.build(**options)

@@ -42,6 +42,7 @@ class Activation:
     decompose: Callable[[OnnxBuilder, str, dict[str, Any]], str] | None = None  # (builder, x, options) -> y
     single: Callable[[dict[str, Any]], bool] | None = None  # whether the single node expresses these options
     variants: tuple[dict[str, Any], ...] = ()  # options tried when naming a region of nodes (default: defaults)
+    fit: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None  # options read off (grid, values)
     exported: bool = True  # False for aliases (torch Flatten -> mlpc Identity) that never go back out
 
     def options_of(self, module: nn.Module) -> dict[str, Any]:
@@ -72,8 +73,13 @@ class Activation:
         attrs.update(self.onnx_fixed)
         return b.node(self.onnx, [x], **attrs)
 
-    def candidates(self) -> tuple[dict[str, Any], ...]:
-        return self.variants or ({o.mlpc: o.onnx_default for o in self.options},)
+    def candidates(self, grid: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
+        """Options to compare a region's values with: the variants (or the defaults), then a fit."""
+        out = list(self.variants or ({o.mlpc: o.onnx_default for o in self.options},))
+        if self.fit is not None:
+            with np.errstate(all="ignore"):
+                out.append(self.fit(grid, values))
+        return out
 
     def from_onnx_attrs(self, attrs: dict[str, Any], where: str) -> nn.Module:
         for attr, want in self.onnx_fixed:
@@ -135,36 +141,46 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_K * x ** 3)))
-
-
-def _gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
     if approximate == "tanh":
-        return _gelu_tanh(x)
-    from math import erf
+        return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_K * x ** 3)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
-    return 0.5 * x * (1.0 + np.vectorize(erf)(np.asarray(x, np.float64) / math.sqrt(2.0)))
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _decompose_gelu(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
-    """Either GELU form in opset-17 ops: the tanh form below, or 0.5 x (1 + erf(x / sqrt 2))."""
+    """GELU in opset-17 ops: 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     if options["approximate"] == "tanh":
-        return _decompose_gelu_tanh(b, x, options)
-    e = b.node("Erf", [b.node("Mul", [x, b.scalar(1.0 / math.sqrt(2.0))])])
-    return b.node("Mul", [b.node("Mul", [x, b.scalar(0.5)]), b.node("Add", [e, b.scalar(1.0)])])
+        x3 = b.node("Mul", [b.node("Mul", [x, x]), x])
+        inner = b.node("Add", [x, b.node("Mul", [x3, b.scalar(GELU_K)])])
+        t = b.node("Tanh", [b.node("Mul", [inner, b.scalar(GELU_C)])])
+    else:
+        t = b.node("Erf", [b.node("Mul", [x, b.scalar(1.0 / math.sqrt(2.0))])])
+    return b.node("Mul", [b.node("Mul", [x, b.scalar(0.5)]), b.node("Add", [t, b.scalar(1.0)])])
 
 
 def _decompose_silu(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
     return b.node("Mul", [x, b.node("Sigmoid", [x])])
 
 
-def _decompose_gelu_tanh(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
-    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in opset-17 ops."""
-    x3 = b.node("Mul", [b.node("Mul", [x, x]), x])
-    inner = b.node("Add", [x, b.node("Mul", [x3, b.scalar(GELU_K)])])
-    t = b.node("Tanh", [b.node("Mul", [inner, b.scalar(GELU_C)])])
-    return b.node("Mul", [b.node("Mul", [x, b.scalar(0.5)]), b.node("Add", [t, b.scalar(1.0)])])
+def _softplus(x: np.ndarray, beta: float, threshold: float) -> np.ndarray:
+    return np.where(beta * x > threshold, x, np.logaddexp(0.0, beta * x) / beta)
+
+
+def _fit_softplus(grid: np.ndarray, values: np.ndarray) -> dict[str, Any]:
+    """beta from f(0) = log(2) / beta (torch's TorchScript exporter writes Softplus(beta x) / beta)."""
+    f0 = float(np.interp(0.0, grid, values))
+    beta = math.log(2.0) / f0 if f0 > 0 and math.isfinite(f0) else 1.0
+    return {"beta": float(f"{beta:.7g}"), "threshold": 20.0}
+
+
+def _decompose_softplus(b: OnnxBuilder, x: str, options: dict[str, Any]) -> str:
+    """torch's Softplus: x where beta x > threshold, else Softplus(beta x) / beta."""
+    u = b.node("Mul", [x, b.scalar(options["beta"])])
+    soft = b.node("Div", [b.node("Softplus", [u]), b.scalar(options["beta"])])
+    return b.node("Where", [b.node("Greater", [u, b.scalar(options["threshold"])]), x, soft])
 
 
 ACTIVATIONS: tuple[Activation, ...] = (
@@ -175,18 +191,109 @@ ACTIVATIONS: tuple[Activation, ...] = (
                lambda x, negative_slope: np.where(x >= 0, x, negative_slope * x),
                options=(Option("negative_slope", "negative_slope", "alpha", 0.01),)),
     Activation(nn.GELU, "GELU", "Gelu", _gelu, options=(Option("approximate", "approximate", "approximate", "none"),),
-               onnx_since=20, decompose=_decompose_gelu, variants=({"approximate": "none"}, {"approximate": "tanh"})),
+               onnx_since=20, decompose=_decompose_gelu,
+               variants=({"approximate": "none"}, {"approximate": "tanh"})),
     Activation(nn.SiLU, "SiLU", None, lambda x: x * _sigmoid(x), decompose=_decompose_silu),
     Activation(nn.ELU, "ELU", "Elu", lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
                options=(Option("alpha", "alpha", "alpha", 1.0),)),
+    # ONNX's Softplus has no beta or threshold: the single node is used for beta 1 and threshold >= 20, where
+    # torch's linear part differs from log(1 + e^x) by under e^-20
+    Activation(nn.Softplus, "Softplus", "Softplus", _softplus,
+               options=(Option("beta", "beta", None, 1.0), Option("threshold", "threshold", None, 20.0)),
+               decompose=_decompose_softplus, single=lambda o: o["beta"] == 1.0 and o["threshold"] >= 20.0,
+               fit=_fit_softplus),
     Activation(nn.Identity, "Identity", "Identity", lambda x: x),
     Activation(nn.Identity, "Flatten", "Flatten", lambda x: x, torch_fixed=(("start_dim", 1), ("end_dim", -1)),
                onnx_fixed=(("axis", 1),), onnx_defaults=(("axis", 1),), exported=False),
 )
 
-LayerMap = Activation | LinearMap
-LAYERS: tuple[LayerMap, ...] = (LinearMap(), *ACTIVATIONS)
+
+class LayerNormMap:
+    """nn.LayerNorm over the last axis; weight and bias have the same layout everywhere."""
+
+    mlpc = nn.LayerNorm
+    torch = "LayerNorm"
+    exported = True
+    onnx_ops = ("LayerNormalization",)
+    to_torch_layout: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    from_torch_layout: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+
+    @staticmethod
+    def from_torch(m: Any, where: str) -> nn.Module:
+        if len(m.normalized_shape) != 1:
+            raise InteropError(f"layer {where} (LayerNorm) normalizes over {list(m.normalized_shape)}; mlpc "
+                               "normalizes the last axis only")
+        ln = nn.LayerNorm(m.normalized_shape[0], eps=m.eps, elementwise_affine=m.elementwise_affine,
+                          bias=m.bias is not None)
+        if ln.weight is not None:
+            ln.weight.data = _numpy(m.weight).copy()
+        if ln.bias is not None:
+            ln.bias.data = _numpy(m.bias).copy()
+        return ln
+
+    @staticmethod
+    def to_torch(torch: Any, module: nn.Module, params: Params) -> Any:
+        assert isinstance(module, nn.LayerNorm)
+        ln = torch.nn.LayerNorm(module.normalized_shape, eps=module.eps, elementwise_affine=module.elementwise_affine,
+                                bias=module.bias is not None)
+        with torch.no_grad():
+            for name, value in params.items():
+                getattr(ln, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        return ln
+
+    @staticmethod
+    def emit_onnx(b: OnnxBuilder, module: nn.Module, params: Params, x: str) -> str:
+        assert isinstance(module, nn.LayerNorm)
+        scale = params.get("weight", np.ones(module.normalized_shape, np.float32))
+        inputs = [x, b.const(scale, "weight")] + ([b.const(params["bias"], "bias")] if "bias" in params else [])
+        return b.node("LayerNormalization", inputs, axis=-1, epsilon=module.eps)
+
+    @staticmethod
+    def from_onnx(view: Any, node: Any, width: int) -> tuple[nn.Module, str, int]:
+        attrs = view.attrs(node)
+        if attrs.get("axis", -1) not in (-1, 1):
+            raise InteropError(f"{view.path}: {view.where(node)} normalizes from axis {attrs['axis']}; mlpc "
+                               "normalizes the last axis of [batch, features]")
+        scale = view.const_input(node, 1, "scale")
+        bias = view.const_input(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
+        if scale.shape != (width,) or (bias is not None and bias.shape != (width,)):
+            raise InteropError(f"{view.path}: {view.where(node)} has scale/bias shapes {list(scale.shape)}"
+                               f"{'' if bias is None else ', ' + str(list(bias.shape))} for {width} features")
+        eps = float(f"{attrs.get('epsilon', 1e-5):.7g}")  # the file holds float32(eps): 1e-5 reads 9.9999997e-06
+        ln = nn.LayerNorm(width, eps=eps, bias=bias is not None)
+        assert ln.weight is not None
+        ln.weight.data = np.ascontiguousarray(scale, dtype=np.float32)
+        if ln.bias is not None and bias is not None:
+            ln.bias.data = np.ascontiguousarray(bias, dtype=np.float32)
+        return ln, node.output[0], width
+
+
+class DropoutMap:
+    """nn.Dropout: active in training steps, the identity in inference graphs (so absent from ONNX files)."""
+
+    mlpc = nn.Dropout
+    torch = "Dropout"
+    exported = True
+    onnx_ops: tuple[str, ...] = ()
+
+    @staticmethod
+    def from_torch(m: Any, where: str) -> nn.Module:
+        return nn.Dropout(m.p)
+
+    @staticmethod
+    def to_torch(torch: Any, module: nn.Module, params: Params) -> Any:
+        assert isinstance(module, nn.Dropout)
+        return torch.nn.Dropout(module.p)
+
+    @staticmethod
+    def emit_onnx(b: OnnxBuilder, module: nn.Module, params: Params, x: str) -> str:
+        return x
+
+
+LayerMap = Activation | LinearMap | LayerNormMap | DropoutMap
+LAYERS: tuple[LayerMap, ...] = (LinearMap(), LayerNormMap(), DropoutMap(), *ACTIVATIONS)
 BY_TORCH: dict[str, LayerMap] = {m.torch: m for m in LAYERS}
+ONNX_LAYERS: dict[str, Any] = {op: m for m in LAYERS for op in getattr(m, "onnx_ops", ())}  # with weights
 BY_MLPC: dict[type, LayerMap] = {}
 for _m in LAYERS:
     if _m.exported:

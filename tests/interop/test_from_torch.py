@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from hypothesis import given, settings
@@ -67,3 +69,23 @@ def test_to_torch_of_a_plain_module_uses_its_values() -> None:
 def test_table_maps_each_mlpc_layer_back_to_one_torch_class() -> None:
     for cls, entry in table.BY_MLPC.items():
         assert getattr(torch.nn, entry.torch) is not None, cls
+
+
+def test_softplus_threshold_and_dropout_map(tmp_path: Any) -> None:
+    import onnxruntime as ort
+
+    torch.manual_seed(2)
+    tm = torch.nn.Sequential(torch.nn.Linear(5, 9), torch.nn.Softplus(beta=0.5, threshold=1.0), torch.nn.Dropout(0.3),
+                             torch.nn.Linear(9, 4), torch.nn.Softplus(beta=3.0, threshold=2.0)).eval()
+    model = mlpc.from_torch(tm)
+    assert isinstance(model[2], mlpc.nn.Dropout) and model[2].p == 0.3
+    trainer = mlpc.compile(model, loss=mlpc.nn.MSELoss(), batch_size=16, backend="numpy")
+    x = data(16, 5) * 4  # past both thresholds
+    want = forward(tm, x)
+    np.testing.assert_allclose(trainer.predict(x), want, rtol=TOL, atol=TOL)
+    back = trainer.to_torch()
+    assert isinstance(back[2], torch.nn.Dropout) and back[2].p == 0.3
+    np.testing.assert_allclose(forward(back, x), want, rtol=TOL, atol=TOL)
+    trainer.export_onnx(str(tmp_path / "m.onnx"))
+    out = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(out, want, rtol=TOL, atol=TOL)

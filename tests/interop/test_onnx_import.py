@@ -45,7 +45,9 @@ def test_torchscript_exporter_files_load(tmp_path_factory: pytest.TempPathFactor
 ALL_LAYERS = [torch.nn.Linear(7, 9), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(9, 5, bias=False),
               torch.nn.LeakyReLU(0.3), torch.nn.Sequential(torch.nn.Linear(5, 11), torch.nn.Sigmoid()),
               torch.nn.Identity(), torch.nn.Flatten(), torch.nn.Linear(11, 3), torch.nn.Tanh(),
-              torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1, bias=False)]
+              torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 6, bias=False), torch.nn.GELU(),
+              torch.nn.LayerNorm(6), torch.nn.SiLU(), torch.nn.Dropout(0.2), torch.nn.Linear(6, 4), torch.nn.ELU(0.5),
+              torch.nn.LayerNorm(4, bias=False), torch.nn.Softplus(), torch.nn.Linear(4, 1, bias=False)]
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
@@ -55,7 +57,8 @@ def test_every_layer_through_both_exporters(tmp_path: Path, dynamo: bool) -> Non
     torch_export(tm, 7, tmp_path / "m.onnx", dynamo=dynamo)
     model = check_equal(tmp_path / "m.onnx", tm, 7)
     kinds = [type(model[i]).__name__ for i in range(len(model))]
-    assert kinds.count("Linear") == 6 and "GELU" in kinds and "LeakyReLU" in kinds
+    assert kinds.count("Linear") == 8 and kinds.count("LayerNorm") == 2
+    assert {"GELU", "LeakyReLU", "SiLU", "ELU", "Softplus", "Sigmoid", "Tanh", "ReLU"} <= set(kinds)
 
 
 @settings(max_examples=10)

@@ -25,7 +25,8 @@ class MyLinear(torch.nn.Linear):
     (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Softmax(dim=1))),
      r"layer 1\.1 \(.*Softmax\) is not supported: mlpc maps torch.nn Sequential, Linear"),
     (torch.nn.Sequential(MyLinear(3, 4)), r"layer 0 \(.*MyLinear\)"),
-    (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Softplus()), r"layer 1 \(.*Softplus\) is not supported"),
+    (torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.LayerNorm((2, 3))),
+     r"layer 1 \(LayerNorm\) normalizes over \[2, 3\]"),
     (torch.nn.Sequential(torch.nn.Flatten(start_dim=0)), r"start_dim=0"),
     (torch.nn.ModuleList([torch.nn.Linear(3, 4)]), r"layer <root> \(.*ModuleList\)"),
 ])

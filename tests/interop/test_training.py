@@ -68,7 +68,7 @@ def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None
 
 
 @settings(max_examples=12)
-@given(mlps(max_depth=4), st.sampled_from(sorted(OPTIMIZERS)), st.sampled_from(sorted(LOSSES)))
+@given(mlps(max_depth=4, dropout=False), st.sampled_from(sorted(OPTIMIZERS)), st.sampled_from(sorted(LOSSES)))
 def test_twenty_steps_equal_torch(case: tuple[torch.nn.Sequential, int], opt_name: str, loss_name: str) -> None:
     tm, width = case
     got, want, ours, theirs = train_both(tm, width, opt_name, loss_name, "numpy")
