@@ -79,7 +79,11 @@ def check_options(name: str, fn: Any, options: dict[str, Any]) -> None:
     takes_more = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     for key, value in options.items():
         if key not in params and takes_more:
-            continue  # the pass explains its own refusals (optimizers: "lr is a runtime input ...")
+            from passes.optimizer import RUNTIME
+
+            if key in RUNTIME:  # optimizers: lr, betas, ... are runtime inputs of the step, not pass options
+                raise UsageError(f"pass {name}: {key} is a runtime input of the step (hyper.{key}, set by the "
+                                 f"trainer), not a pass option")
         if key not in params:
             raise UsageError(f"pass {name} has no option {key!r}; options: {', '.join(params) or 'none'}")
         default = params[key].default
