@@ -19,8 +19,10 @@ from codegen.kernel_plan import (
     SceKernel,
 )
 from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
+from codegen.triton_exprs import render as render_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
+from mlpc.ops.optim import StepScalar, update_rule
 
 PRECISIONS = ("tf32", "ieee", "bf16")
 
@@ -346,53 +348,28 @@ def render_rowwise(k: RowwiseKernel) -> Launch:
 
 # --- optimizers -----------------------------------------------------------------------------
 
+def _step_scalar(sc: StepScalar) -> str:
+    """A per-step scalar of an update rule (t: the step-count pointer)."""
+    if sc.kind == "first_step":
+        return "tl.load(t) == 0"
+    if sc.kind == "bias_correction":  # 1 - beta^(t+1) in float64, like the reference
+        if sc.beta <= 0:
+            return "1.0"
+        return f"(1.0 - tl.exp((tl.load(t) + 1).to(tl.float64) * {math.log(sc.beta)!r})).to(tl.float32)"
+    raise UnsupportedError(f"unknown step scalar {sc.kind!r}")
+
+
 def _opt_math(k: OptKernel) -> list[str]:
-    at = k.attrs
-    f = repr
-    if k.opname == "adam_update":
-        lines = []
-        if at["weight_decay"] and at["decoupled"]:
-            lines.append(f"    p = p - {f(float(at['lr'] * at['weight_decay']))} * p")
-        elif at["weight_decay"]:
-            lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
-        b1, b2 = float(at["beta1"]), float(at["beta2"])
-        lines += [f"    s0 = {b1!r} * s0 + {1 - b1!r} * g",
-                  f"    s1 = {b2!r} * s1 + {1 - b2!r} * (g * g)"]
-        if at["bias_correction"]:
-            lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c1 = (1.0 - tl.exp(step * {math.log(b1)!r})).to(tl.float32)" if b1 > 0 else "    c1 = 1.0",
-                      f"    c2 = (1.0 - tl.exp(step * {math.log(b2)!r})).to(tl.float32)" if b2 > 0 else "    c2 = 1.0",
-                      "    mh = s0 / c1",
-                      "    vh = s1 / c2"]
-        else:
-            lines += ["    mh = s0", "    vh = s1"]
-        lines.append(f"    p = p - {f(float(at['lr']))} * mh / (tl.sqrt(vh) + {f(float(at['eps']))})")
-        return lines
-    if k.opname == "sgd_update":
-        lines = []
-        if at["weight_decay"]:
-            lines.append(f"    g = g + {f(float(at['weight_decay']))} * p")
-        if at["momentum"]:
-            mom = float(at["momentum"])
-            lines += ["    first = tl.load(t) == 0",
-                      f"    s0 = tl.where(first, g, {mom!r} * s0 + {1 - float(at['dampening'])!r} * g)",
-                      f"    d = g + {mom!r} * s0" if at["nesterov"] else "    d = s0"]
-        else:
-            lines.append("    d = g")
-        lines.append(f"    p = p - {f(float(at['lr']))} * d")
-        return lines
-    if k.opname == "momentum_update":
-        beta = float(at["beta"])
-        lines = [f"    s0 = {beta!r} * s0 + {1 - beta!r} * g"]
-        if at["unbiased"]:
-            corr = f"(1.0 - tl.exp(step * {math.log(beta)!r})).to(tl.float32)" if beta > 0 else "1.0"
-            lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c = {corr}",
-                      f"    p = p - {f(float(at['lr']))} * (s0 / c)"]
-        else:
-            lines.append(f"    p = p - {f(float(at['lr']))} * s0")
-        return lines
-    raise UnsupportedError(f"no optimizer kernel for {k.opname}")
+    """The op's update rule (mlpc/ops/optim.py) rendered over p, g, s0.. and the step scalars c0..;
+    assigns the new values to p and s0.."""
+    rule = update_rule(k.opname, k.attrs)
+    lines = [f"    c{i} = {_step_scalar(sc)}" for i, sc in enumerate(rule.scalars)]
+    args = ["p", "g"] + [f"s{j}" for j in range(len(rule.slots))] + [f"c{i}" for i in range(len(rule.scalars))]
+    targets = ["p"] + [f"s{j}" for j in range(len(rule.slots))]
+    news = [f"n{j}" for j in range(len(rule.outputs))]
+    lines += [f"    {n} = {render_expr(e, args, k.p.dtype)}" for n, e in zip(news, rule.outputs)]
+    lines += [f"    {tgt} = {n}" for tgt, n in zip(targets, news)]
+    return lines
 
 
 def render_optimizer(k: OptKernel) -> Launch:

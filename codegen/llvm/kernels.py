@@ -33,6 +33,7 @@ from codegen.llvm.irutil import (
 )
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
+from mlpc.ops.optim import StepScalar, UpdateRule, update_rule
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
 
@@ -360,16 +361,9 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
         a = op.attrs
         n = op.operands[0].type.size
         t = op.operands[-1]
-        pre: dict[str, ir.Value] = {}
-        if op.name == "adam_update" and a["bias_correction"]:
-            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
-            pre["bc1"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta1"]))
-            pre["bc2"] = b.fdiv(const(F32, 1.0), _bias_correction(c, t, a["beta2"]))
-        if op.name == "momentum_update" and a["unbiased"]:
-            pre["bc"] = _bias_correction(c, t, a["beta"])
-        if op.name == "sgd_update" and a["momentum"]:
-            pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
-        update = functools.partial(_emit_update, c, op, pre, outputs)
+        rule = update_rule(op.name, a)
+        pre = [_step_scalar(c, t, sc) for sc in rule.scalars]
+        update = functools.partial(_emit_update, c, op, rule, pre, outputs)
         mm = grads.get(op.operands[1])
         if mm is None:
             lo, hi = c.span(n)
@@ -390,52 +384,24 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
                 update(b.add(b.mul(r, i64(cols)), col), g)
 
 
-def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value], i: ir.Value,
+def _step_scalar(c: KCtx, t: Value, s: StepScalar) -> ir.Value:
+    """A per-step scalar of an update rule, computed once before the element loop."""
+    if s.kind == "first_step":
+        return c.b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
+    if s.kind == "bias_correction":
+        return _bias_correction(c, t, s.beta)
+    raise MlpcError(f"llvm backend: unknown step scalar {s.kind!r}")
+
+
+def _emit_update(c: KCtx, op: Op, rule: UpdateRule, pre: list[ir.Value], outputs: list[Value], i: ir.Value,
                  g: ir.Value | None) -> None:
-    """One element of an update op at index i (g: the gradient if computed in registers)."""
+    """One element of an update op at index i (g: the gradient if computed in registers): the op's
+    update rule (mlpc/ops/optim.py) rendered with contractible arithmetic."""
     b = c.b
     vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(op.operands[:-1])]
-    res = _update(b, op.name, op.attrs, vals, pre, lambda x: const(F32, x), ("contract",))
-    for r, v in zip(op.results, res):
+    args = vals + pre
+    dts = [DType.f32] * len(vals) + [DType.i1 if s.kind == "first_step" else DType.f32 for s in rule.scalars]
+    for r, e in zip(op.results, rule.outputs):
         if r in outputs:
+            v = ewops.render(b, e, args, dts, DType.f32, 1, ("contract",), op.name)
             b.store(v, gep(b, F32, c.ptr(r), i))
-
-
-def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict[str, ir.Value],
-            k: Callable[[float], ir.Value], flags: tuple[str, ...]) -> list[ir.Value]:
-    def mul(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.fmul(x, y, flags=flags)
-
-    def add(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.fadd(x, y, flags=flags)
-
-    def sub(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.fsub(x, y, flags=flags)
-    if name == "adam_update":
-        p, g, m, v = vals
-        if a["weight_decay"] and a["decoupled"]:
-            p = sub(p, mul(k(a["lr"] * a["weight_decay"]), p))
-        elif a["weight_decay"]:
-            g = add(g, mul(k(a["weight_decay"]), p))
-        m = add(mul(k(a["beta1"]), m), mul(k(1 - a["beta1"]), g))
-        v = add(mul(k(a["beta2"]), v), mul(k(1 - a["beta2"]), mul(g, g)))
-        mh, vh = (mul(m, pre["bc1"]), mul(v, pre["bc2"])) if a["bias_correction"] else (m, v)
-        den = add(intrinsic(b, "sqrt", F32, [vh]), k(a["eps"]))
-        return [sub(p, b.fdiv(mul(k(a["lr"]), mh), den)), m, v]
-    if name == "momentum_update":
-        p, g, u = vals
-        u = add(mul(k(a["beta"]), u), mul(k(1 - a["beta"]), g))
-        step = b.fdiv(u, pre["bc"]) if a["unbiased"] else u
-        return [sub(p, mul(k(a["lr"]), step)), u]
-    if name == "sgd_update":
-        p, g = vals[0], vals[1]
-        if a["weight_decay"]:
-            g = add(g, mul(k(a["weight_decay"]), p))
-        if a["momentum"]:
-            buf = vals[2]
-            later = add(mul(k(a["momentum"]), buf), mul(k(1 - a["dampening"]), g))
-            buf = b.select(pre["first"], g, later)
-            d = add(g, mul(k(a["momentum"]), buf)) if a["nesterov"] else buf
-            return [sub(p, mul(k(a["lr"]), d)), buf]
-        return [sub(p, mul(k(a["lr"]), g))]
-    raise MlpcError(f"llvm backend: no code for optimizer {name}")
