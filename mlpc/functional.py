@@ -23,9 +23,16 @@ def tanh(x: Any) -> Tensor:
     return _unary("tanh", x)
 
 
-def gelu(x: Any) -> Tensor:
-    """Tanh-approximate GELU (PyTorch's `approximate='tanh'`)."""
-    return _unary("gelu", x)
+def gelu(x: Any, approximate: str = "tanh") -> Tensor:
+    """GELU: `approximate='tanh'` (the default here) or `'none'` (exact, with erf; PyTorch's default)."""
+    if approximate not in ("tanh", "none"):
+        raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
+    return _unary("gelu" if approximate == "tanh" else "gelu_erf", x)
+
+
+def silu(x: Any) -> Tensor:
+    """SiLU (swish): x * sigmoid(x)."""
+    return _unary("silu", x)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:

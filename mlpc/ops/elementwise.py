@@ -263,6 +263,56 @@ _unary("gelu", _gelu_ref, _gelu_vjp, "tanh-approximate GELU: 0.5x(1 + tanh(sqrt(
        _same(X * S.sigmoid((2 * GELU_C) * (X + GELU_K * (X * X * X)))), 8)
 
 
+_erf_ufunc = np.frompyfunc(math.erf, 1, 1)
+ERF_D = 2.0 / math.sqrt(math.pi)
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _erf_ref(x):
+    return _erf_ufunc(x.astype(np.float64)).astype(x.dtype)
+
+
+def _erf_vjp(b: Builder, op, cts):
+    x = op.operands[0]
+    return [b.mul(cts[0], b.mul(b.scalar(ERF_D, x), b.exp(b.neg(b.square(x)))))]
+
+
+_unary("erf", _erf_ref, _erf_vjp, "the error function (float32: rational fit, a few ulp)", _same(S.erf(X)), 1)
+
+
+def _gelu_erf_ref(x):
+    return (0.5 * x * (1.0 + _erf_ufunc(x.astype(np.float64) * SQRT_HALF))).astype(x.dtype)
+
+
+def _gelu_erf_vjp(b: Builder, op, cts):
+    """Phi(x) + x phi(x), in primitive ops; saturates (phi's exp(-x^2/2) -> 0, never NaN for finite x)."""
+    x = op.operands[0]
+    s = lambda v: b.scalar(v, x)  # noqa: E731
+    cdf = b.mul(s(0.5), b.add(s(1.0), b.erf(b.mul(x, s(SQRT_HALF)))))
+    pdf = b.mul(s(INV_SQRT_2PI), b.exp(b.mul(s(-0.5), b.square(x))))
+    return [b.mul(cts[0], b.add(cdf, b.mul(x, pdf)))]
+
+
+_unary("gelu_erf", _gelu_erf_ref, _gelu_erf_vjp, "exact GELU: 0.5x(1 + erf(x / sqrt 2)) (PyTorch's default)",
+       _same(0.5 * X * (1.0 + S.erf(X * SQRT_HALF))), 4)
+
+
+def _silu_ref(x):
+    return (x * _sigmoid_ref(x)).astype(x.dtype)
+
+
+def _silu_vjp(b: Builder, op, cts):
+    """s (1 + x (1 - s)) with s = sigmoid(x): 0 * finite for x -> -inf, never NaN for finite x."""
+    x = op.operands[0]
+    sg = b.sigmoid(x)
+    one = b.scalar(1.0, x)
+    return [b.mul(cts[0], b.mul(sg, b.add(one, b.mul(x, b.sub(one, sg)))))]
+
+
+_unary("silu", _silu_ref, _silu_vjp, "SiLU / swish: x sigmoid(x)", _same(X * S.sigmoid(X)), 4)
+
+
 def _cast_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
     if len(types) != 1:
         raise ShapeError("cast takes 1 operand")
