@@ -124,6 +124,12 @@ def _minmax_vjp(compare: str):
 
 
 X, Y = S.X, S.Y
+
+
+def _same(e: S.Expr) -> ScalarRule:
+    return lambda a: e
+
+
 _binary("add", np.add, _add_vjp, "x + y with NumPy broadcasting", X + Y)
 _binary("sub", np.subtract, _sub_vjp, "x - y with NumPy broadcasting", X - Y)
 _binary("mul", np.multiply, _mul_vjp, "x * y with NumPy broadcasting", X * Y)
@@ -137,7 +143,7 @@ for _name, _ref, _cmp in (("greater", np.greater, S.gt), ("greater_equal", np.gr
                           ("less", np.less, S.lt), ("less_equal", np.less_equal, S.le),
                           ("equal", np.equal, S.eq)):
     register(OpDef(_name, "elementwise", _binary_infer(_name, DType.i1), _ref, None,
-                   doc=f"{_name} compare, i1 result (not differentiable)", scalar=lambda a, e=_cmp(X, Y): e,
+                   doc=f"{_name} compare, i1 result (not differentiable)", scalar=_same(_cmp(X, Y)),
                    flops=1))
 
 
@@ -164,10 +170,6 @@ register(OpDef("where", "elementwise", _where_infer, np.where, _where_vjp,
                flops=1))
 
 # --- unary math ----------------------------------------------------------------------------
-
-def _same(e: S.Expr) -> ScalarRule:
-    return lambda a: e
-
 
 _unary("neg", np.negative, lambda b, op, cts: [b.neg(cts[0])], "-x", _same(-X))
 _unary("exp", np.exp, lambda b, op, cts: [b.mul(cts[0], op.result)], "e^x", _same(S.exp(X)))

@@ -11,6 +11,7 @@ from mlpc.ir import Value
 from mlpc.ops import Builder, registry
 from mlpc.types import DType, TensorType, f32
 
+
 def test_every_registered_op_has_a_cost_rule_and_registration_refuses_none():
     assert all(d.flops is not None for d in registry.all_ops().values())
     relu = registry.get("relu")
