@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # noqa: E402  the test extra installs torch
 
 from mlpc.interpreter import interpret
 from mlpc.ir import Graph, Input, Output, Value
 from mlpc.ops import Builder, get
 from mlpc.types import f32
 from passes.autodiff import autodiff
-
-torch = pytest.importorskip("torch", reason="torch is installed by the test extra")
 
 X = np.concatenate([np.linspace(-12, 12, 481), [-3e38, -7e12, -1e5, 1e5, 7e12, 3e38]]).astype(np.float32)
 
