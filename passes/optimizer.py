@@ -87,7 +87,7 @@ def momentum(graph: Graph, lr: float = 0.01, beta: float = 0.9, unbiased: bool =
 @register_pass("adam")
 def adam(graph: Graph, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
          bias_correction: bool = True, weight_decay: float = 0.0, decoupled: bool = False) -> Graph:
-    """Adam / AdamW (states `adam.m.<p>`, `adam.v.<p>`), exactly DESIGN.md's formula."""
+    """Adam / AdamW (states `adam.m.<p>`, `adam.v.<p>`), exactly docs/design.md's formula."""
     attrs = dict(lr=lr, beta1=float(betas[0]), beta2=float(betas[1]), eps=eps,
                  bias_correction=bias_correction, weight_decay=weight_decay, decoupled=decoupled)
 

@@ -1,4 +1,4 @@
-"""Optimizer passes against hand-written NumPy versions of DESIGN.md's formulas, and against torch.optim."""
+"""Optimizer passes against hand-written NumPy versions of docs/design.md's formulas, and against torch.optim."""
 
 import numpy as np
 import pytest
