@@ -78,8 +78,8 @@ def _binary(name: str, ref, vjp, doc: str, scalar: S.Expr, flops: FlopRule = 1) 
 
 
 def _unary(name: str, ref, vjp, doc: str, scalar: ScalarRule, flops: FlopRule = 1,
-           attrs: Attrs | None = None) -> None:
-    register(OpDef(name, "elementwise", _unary_infer(name), ref, vjp, attrs or {}, doc, scalar, flops))
+           attrs: Attrs | None = None, activation: bool = False) -> None:
+    register(OpDef(name, "elementwise", _unary_infer(name), ref, vjp, attrs or {}, doc, scalar, flops, activation))
 
 
 # --- binary arithmetic -------------------------------------------------------------------
@@ -201,7 +201,7 @@ _unary("pow", _pow_ref, _pow_vjp, "x ** exponent (a constant)", lambda a: S.powc
 
 _unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)),
        lambda b, op, cts: [b.relu_grad(op.operands[0], cts[0])], "max(x, 0)",
-       _same(S.select(S.lt(X, 0.0), 0.0, X)))
+       _same(S.select(S.lt(X, 0.0), 0.0, X)), activation=True)
 register(OpDef("relu_grad", "elementwise", _grad_infer("relu_grad"),
                lambda x, g: np.where(x > 0, g, np.zeros((), g.dtype)),
                lambda b, op, cts: [None, b.relu_grad(op.operands[0], cts[0])],
@@ -219,7 +219,8 @@ def _leaky_grad_ref(x, g, alpha):
 
 _unary("leaky_relu", _leaky_ref,
        lambda b, op, cts: [b.leaky_relu_grad(op.operands[0], cts[0], alpha=op.attrs["alpha"])],
-       "x if x > 0 else alpha * x", lambda a: S.select(S.gt(X, 0.0), X, X * a["alpha"]), 2, {"alpha": 0.01})
+       "x if x > 0 else alpha * x", lambda a: S.select(S.gt(X, 0.0), X, X * a["alpha"]), 2, {"alpha": 0.01},
+       True)
 register(OpDef("leaky_relu_grad", "elementwise", _grad_infer("leaky_relu_grad"), _leaky_grad_ref,
                lambda b, op, cts: [None, b.leaky_relu_grad(op.operands[0], cts[0], alpha=op.attrs["alpha"])],
                {"alpha": 0.01}, "g if x > 0 else alpha * g",
@@ -235,10 +236,10 @@ def _sigmoid_vjp(b: Builder, op, cts):
     return [b.mul(cts[0], b.mul(y, b.sub(b.scalar(1.0, y), y)))]
 
 
-_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, "1 / (1 + e^-x)", _same(S.sigmoid(X)), 3)
+_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, "1 / (1 + e^-x)", _same(S.sigmoid(X)), 3, activation=True)
 _unary("tanh", np.tanh,
        lambda b, op, cts: [b.mul(cts[0], b.sub(b.scalar(1.0, op.result), b.square(op.result)))], "tanh x",
-       _same(S.tanh(X)))
+       _same(S.tanh(X)), activation=True)
 
 
 def _gelu_ref(x):
@@ -262,7 +263,7 @@ def _gelu_vjp(b: Builder, op, cts):
 
 # 0.5 x (1 + tanh(u)) = x sigmoid(2u): saturates (x -> -inf: x / inf = -0, x -> inf: x) without NaN
 _unary("gelu", _gelu_ref, _gelu_vjp, "tanh-approximate GELU: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))",
-       _same(X * S.sigmoid((2 * GELU_C) * (X + GELU_K * (X * X * X)))), 8)
+       _same(X * S.sigmoid((2 * GELU_C) * (X + GELU_K * (X * X * X)))), 8, activation=True)
 
 
 _erf_ufunc = np.frompyfunc(math.erf, 1, 1)
@@ -271,8 +272,13 @@ SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def _erf64(x) -> np.ndarray:
+    """erf in float64 (math.erf per element; also for rank-0 inputs)."""
+    return np.asarray(_erf_ufunc(np.asarray(x, np.float64)), np.float64)
+
+
 def _erf_ref(x):
-    return _erf_ufunc(x.astype(np.float64)).astype(x.dtype)
+    return _erf64(x).astype(x.dtype)
 
 
 def _erf_vjp(b: Builder, op, cts):
@@ -284,7 +290,7 @@ _unary("erf", _erf_ref, _erf_vjp, "the error function (float32: rational fit, a 
 
 
 def _gelu_erf_ref(x):
-    return (0.5 * x * (1.0 + _erf_ufunc(x.astype(np.float64) * SQRT_HALF))).astype(x.dtype)
+    return (0.5 * x * (1.0 + _erf64(np.asarray(x, np.float64) * SQRT_HALF))).astype(x.dtype)
 
 
 def _gelu_erf_vjp(b: Builder, op, cts):
@@ -297,7 +303,7 @@ def _gelu_erf_vjp(b: Builder, op, cts):
 
 
 _unary("gelu_erf", _gelu_erf_ref, _gelu_erf_vjp, "exact GELU: 0.5x(1 + erf(x / sqrt 2)) (PyTorch's default)",
-       _same(0.5 * X * (1.0 + S.erf(X * SQRT_HALF))), 4)
+       _same(0.5 * X * (1.0 + S.erf(X * SQRT_HALF))), 4, activation=True)
 
 
 def _silu_ref(x):
@@ -312,7 +318,7 @@ def _silu_vjp(b: Builder, op, cts):
     return [b.mul(cts[0], b.mul(sg, b.add(one, b.mul(x, b.sub(one, sg)))))]
 
 
-_unary("silu", _silu_ref, _silu_vjp, "SiLU / swish: x sigmoid(x)", _same(X * S.sigmoid(X)), 4)
+_unary("silu", _silu_ref, _silu_vjp, "SiLU / swish: x sigmoid(x)", _same(X * S.sigmoid(X)), 4, activation=True)
 
 
 def _cast_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:

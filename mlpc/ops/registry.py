@@ -36,6 +36,7 @@ class OpDef:
     doc: str = ""
     scalar: ScalarRule | None = None  # elementwise math, rendered by every backend
     flops: FlopRule | None = None  # cost rule (mlpc/cost.py); every op must have one
+    activation: bool = False  # a layer's nonlinearity (the probe pass records its output)
 
 
 _REGISTRY: dict[str, OpDef] = {}

@@ -37,8 +37,6 @@ KNOWN_ISSUES = [
      "refusing f64 like the llvm backend"),
     (r"^llvm$", r"^lower: KeyError: .kernel has no buffer for", "llvm backend crashes with KeyError in codegen "
      "(instead of an MlpcError) when an optimizer update's result feeds another op, e.g. a second update"),
-    (r"^triton", r"^run: .*name '(inf|nan)' is not defined", "triton backend writes infinite/NaN float attributes "
-     "(e.g. leaky_relu alpha = inf) into kernel source as bare `inf`/`nan`: NameError when the kernel runs"),
     (r"^triton", r"float32\(1, \d+\) vs ", "triton backend returns some outputs (e.g. constant ones, even i32 "
      "ones) as float32 with shape (1, n) instead of their declared type and shape"),
 ]
