@@ -303,7 +303,7 @@ def _gelu_erf_vjp(b: Builder, op, cts):
 
 
 _unary("gelu_erf", _gelu_erf_ref, _gelu_erf_vjp, "exact GELU: 0.5x(1 + erf(x / sqrt 2)) (PyTorch's default)",
-       _same(0.5 * X * (1.0 + S.erf(X * SQRT_HALF))), 4, activation=True)
+       _same(0.5 * X * (1.0 + S.erf(X * SQRT_HALF))), 5, activation=True)
 
 
 def _silu_ref(x):
