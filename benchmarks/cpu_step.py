@@ -3,11 +3,16 @@
 Full step = forward, mean softmax cross-entropy, backward, optimizer update, loss read back.
 Models 784-100-10 and 784-256-256-10 (ReLU), Adam and SGD-momentum, batch 1/16/128/1024. Every
 framework trains on the same rotating set of distinct random batches, frameworks alternate in
-rounds inside one process, and the reported time is the lowest of the rounds' median step times.
-Also: one MNIST epoch (batch 128), the gemm kernel's GFLOP/s vs numpy sgemm, and compile time
-(cold and from the on-disk cache, each in a fresh process).
+rounds inside one process; each round gives a median step time, and the table reports the median
+over the rounds with their spread [min-max] (ratios are of medians). Also: one MNIST epoch (batch
+128, repeated), the gemm kernel's GFLOP/s vs numpy sgemm (repeated), and compile time (cold and
+from the on-disk cache, each in fresh processes, repeated).
 
-    python benchmarks/cpu_step.py [--quick] [--no-torch-compile] [--json PATH]
+A full run writes benchmarks/results/cpu_step.{json,txt}; a quick or partial run (--quick,
+--no-torch-compile, fewer rounds or a smaller budget) writes benchmarks/results/quick/ (ignored by
+git) and refuses to overwrite a file git tracks.
+
+    python benchmarks/cpu_step.py [--quick] [--no-torch-compile] [--rounds N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +37,13 @@ from benchmarks import peers  # noqa: E402
 MODELS = {"784-100-10": [784, 100, 10], "784-256-256-10": [784, 256, 256, 10]}
 OPTS = {"adam": 1e-3, "sgd-momentum": 1e-3}  # lr 1e-2 + momentum 0.9 diverges at batch 1
 BATCHES = [1, 16, 128, 1024]
+ROUNDS, BUDGET = 5, 1.5  # a full run's defaults; anything less is a partial run
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def spread(values: Sequence[float]) -> dict[str, float | int]:
+    """Median, min and max of repeated measurements, and how many there were."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 def make_mlpc(sizes: list[int], opt: str, lr: float, batch: int) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -59,7 +71,8 @@ def time_round(step: Callable, xs: list[np.ndarray], ys: list[np.ndarray], n: in
 
 
 def bench_config(sizes: list[int], opt: str, batch: int, frameworks: list[str], threads: int, rounds: int,
-                 budget: float) -> dict[str, float | None]:
+                 budget: float) -> dict[str, dict | None]:
+    """Per framework: median, min and max over `rounds` of the round's median microseconds per step."""
     lr = OPTS[opt]
     rng = np.random.default_rng(batch)
     nb = 64  # distinct batches: Adam must not memorize them (subnormal gradients slow some peers)
@@ -104,7 +117,7 @@ def bench_config(sizes: list[int], opt: str, batch: int, frameworks: list[str], 
                 failed.add(name)
     for name in failed:
         results.pop(name, None)
-    return {fw: (min(results[fw]) * 1e6 if fw in results else None) for fw in frameworks}
+    return {fw: (spread([t * 1e6 for t in results[fw]]) if results.get(fw) else None) for fw in frameworks}
 
 
 def gemm_gflops(shapes: list[tuple[int, int, int]], repeats: int, threads: int = 2) -> list[dict]:
@@ -140,8 +153,8 @@ def gemm_gflops(shapes: list[tuple[int, int, int]], repeats: int, threads: int =
             for _ in range(reps):
                 st["a"] @ st["w"]
             theirs.append((time.perf_counter() - t) / reps)
-        out.append({"shape": f"{m}x{k}x{n}", "mlpc_gflops": flops / min(ours) / 1e9,
-                    "numpy_gflops": flops / min(theirs) / 1e9, "threads": c.meta["threads"]})
+        out.append({"shape": f"{m}x{k}x{n}", "mlpc_gflops": spread([flops / t / 1e9 for t in ours]),
+                    "numpy_gflops": spread([flops / t / 1e9 for t in theirs]), "threads": c.meta["threads"]})
     return out
 
 
@@ -159,26 +172,31 @@ print(total, c.compile_seconds, c.from_cache)
 """
 
 
-def compile_times() -> dict:
+def compile_times(repeats: int) -> dict:
+    """Cold (empty compile cache) and cached compile, each in `repeats` fresh processes: median, min, max."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory() as d:
-        env = dict(os.environ, MLPC_CACHE_DIR=d, PYTHONPATH=root)
-        runs = []
-        for _ in range(2):
-            r = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], env=env, capture_output=True, text=True,
-                               cwd=root, timeout=300)
-            total, backend, cached = r.stdout.split()
-            runs.append({"mlpc.compile_s": float(total), "backend_lower_s": float(backend), "from_cache": cached})
-    return {"cold": runs[0], "cached": runs[1]}
+    out: dict[str, list[tuple[float, float, str]]] = {"cold": [], "cached": []}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, MLPC_CACHE_DIR=d, PYTHONPATH=root)
+            for kind in ("cold", "cached"):
+                r = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], env=env, capture_output=True,
+                                   text=True, cwd=root, timeout=300)
+                total, backend, cached = r.stdout.split()
+                out[kind].append((float(total), float(backend), cached))
+    return {kind: {"mlpc.compile_s": spread([t for t, _, _ in runs]),
+                   "backend_lower_s": spread([b for _, b, _ in runs]),
+                   "from_cache": sorted({c for _, _, c in runs})} for kind, runs in out.items()}
 
 
-def mnist_epoch(frameworks: list[str], threads: int) -> dict[str, float | None]:
+def mnist_epoch(frameworks: list[str], threads: int, repeats: int) -> dict[str, dict | None]:
+    """Seconds per MNIST epoch (468 full batches of 128) per framework: median, min, max of `repeats` epochs."""
     from mlpc import datasets
 
     ds = datasets.mnist()
     x, y = ds.x_train, ds.y_train.astype(np.int32)
     sizes = MODELS["784-256-256-10"]
-    out: dict[str, float | None] = {}
+    out: dict[str, dict | None] = {}
     for fw in frameworks:
         if fw == "torch.compile":
             continue
@@ -191,22 +209,56 @@ def mnist_epoch(frameworks: list[str], threads: int) -> dict[str, float | None]:
             continue
         step(x[:128], y[:128])
         n = len(x) // 128 * 128  # full batches (one compiled shape for every framework)
-        t = time.perf_counter()
-        for lo in range(0, n, 128):
-            step(x[lo:lo + 128], y[lo:lo + 128])
-        out[fw] = time.perf_counter() - t
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for lo in range(0, n, 128):
+                step(x[lo:lo + 128], y[lo:lo + 128])
+            times.append(time.perf_counter() - t)
+        out[fw] = spread(times)
     return out
 
 
-def main() -> None:
+def fmt(s: dict | None, digits: int = 1) -> str:
+    """`median [min-max]` of a spread."""
+    if not s:
+        return "n/a"
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def output_path(args: argparse.Namespace, partial: bool) -> str:
+    """Where the JSON goes: a partial run never lands on the committed results."""
+    path = args.json or os.path.join(RESULTS, "quick" if partial else "", "cpu_step.json")
+    if partial and _tracked_by_git(path):
+        raise SystemExit(f"cpu_step.py: refusing to overwrite {path} (tracked by git) with a quick or partial "
+                         f"run; omit --json (writes {os.path.join(RESULTS, 'quick')}) or run the full benchmark")
+    return path
+
+
+def _tracked_by_git(path: str) -> bool:
+    try:
+        r = subprocess.run(["git", "ls-files", "--error-unmatch", os.path.abspath(path)], capture_output=True,
+                           cwd=os.path.dirname(os.path.abspath(__file__)), timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return os.path.abspath(path).startswith(RESULTS + os.sep) and "quick" not in path
+    return r.returncode == 0
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="model 784-256-256-10, Adam only, fewer rounds")
+    ap.add_argument("--quick", action="store_true", help="model 784-256-256-10, Adam only, 3 rounds")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (slow cold compiles)")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=1.5, help="seconds per framework per configuration")
-    ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                   "cpu_step.json"))
-    args = ap.parse_args()
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"timed rounds per configuration (default {ROUNDS})")
+    ap.add_argument("--budget", type=float, default=BUDGET, help="seconds per framework per configuration")
+    ap.add_argument("--json", default=None,
+                    help="output JSON (a .txt with the printed tables goes beside it); default "
+                         "benchmarks/results/cpu_step.json, or benchmarks/results/quick/ for a partial run")
+    args = ap.parse_args(argv)
+    if args.rounds < 1 or not args.budget > 0:
+        ap.error("--rounds must be >= 1 and --budget > 0")
+    rounds = 3 if args.quick else args.rounds
+    partial = args.quick or args.no_torch_compile or rounds < ROUNDS or args.budget < BUDGET
+    path = output_path(args, partial)
     from codegen.llvm.target import host_target
 
     tgt = host_target()
@@ -216,43 +268,56 @@ def main() -> None:
         frameworks.remove("torch.compile")
     models = {"784-256-256-10": MODELS["784-256-256-10"]} if args.quick else MODELS
     opts = ["adam"] if args.quick else list(OPTS)
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(f"microseconds per step, median [min-max] of {rounds} rounds (each round: a median step time); "
+        "ratio = peer median / mlpc median")
     rows = []
     for mname, sizes in models.items():
         for opt in opts:
             for batch in BATCHES:
-                res = bench_config(sizes, opt, batch, frameworks, threads, 3 if args.quick else args.rounds,
-                                   args.budget)
+                res = bench_config(sizes, opt, batch, frameworks, threads, rounds, args.budget)
                 rows.append({"model": mname, "optimizer": opt, "batch": batch, "us_per_step": res})
                 ours = res["mlpc"]
                 cells = []
                 for fw in frameworks:
                     v = res.get(fw)
-                    ratio = f" ({v / ours:4.2f}x)" if v and ours and fw != "mlpc" else ""
-                    cells.append(f"{fw} {v:9.1f}{ratio}" if v else f"{fw} n/a")
-                print(f"{mname:15s} {opt:12s} b={batch:<5d} " + " | ".join(cells), flush=True)
+                    ratio = f" ({v['median'] / ours['median']:4.2f}x)" if v and ours and fw != "mlpc" else ""
+                    cells.append(f"{fw} {fmt(v)}{ratio}")
+                say(f"{mname:15s} {opt:12s} b={batch:<5d} " + " | ".join(cells))
     load = os.getloadavg()
     report = {"machine": {"cpu": tgt.cpu, "lanes": tgt.lanes, "threads": threads, "python": platform.python_version(),
                           "loadavg_at_end": load},
-              "steps": rows}
-    print("\nmatmul kernel GFLOP/s (mlpc on 2 threads vs numpy sgemm, same process):", flush=True)
+              "partial": partial, "rounds": rounds, "steps": rows}
+    say("\nmatmul kernel GFLOP/s, median [min-max] of 5 (mlpc on 2 threads vs numpy sgemm, same process):")
     report["gemm"] = gemm_gflops([(1024, 1024, 1024), (128, 784, 256)], 5)
     for g in report["gemm"]:
-        print(f"  {g['shape']:16s} mlpc {g['mlpc_gflops']:7.1f}  numpy {g['numpy_gflops']:7.1f}  "
-              f"({g['mlpc_gflops'] / g['numpy_gflops'] * 100:.0f}%)  threads={g['threads']}")
-    print("\nMNIST epoch (784-256-256-10, Adam, batch 128, 468 full batches), seconds:", flush=True)
-    report["mnist_epoch_s"] = mnist_epoch(frameworks, threads)
+        say(f"  {g['shape']:16s} mlpc {fmt(g['mlpc_gflops'])}  numpy {fmt(g['numpy_gflops'])}  "
+            f"({g['mlpc_gflops']['median'] / g['numpy_gflops']['median'] * 100:.0f}%)  threads={g['threads']}")
+    epochs = 1 if args.quick else 3
+    say(f"\nMNIST epoch (784-256-256-10, Adam, batch 128, 468 full batches), seconds, median [min-max] of {epochs}:")
+    report["mnist_epoch_s"] = mnist_epoch(frameworks, threads, epochs)
     for fw, v in report["mnist_epoch_s"].items():
-        print(f"  {fw:8s} {v:.3f}" if v else f"  {fw:8s} n/a")
-    print("\ncompile time of 784-256-256-10 + Adam (fresh processes):", flush=True)
-    report["compile"] = compile_times()
+        say(f"  {fw:8s} {fmt(v, 3)}")
+    say(f"\ncompile time of 784-256-256-10 + Adam, ms, median [min-max] of {epochs} fresh processes each:")
+    report["compile"] = compile_times(epochs)
     for k, v in report["compile"].items():
-        print(f"  {k:7s} mlpc.compile {v['mlpc.compile_s'] * 1e3:7.1f} ms, backend lower "
-              f"{v['backend_lower_s'] * 1e3:7.1f} ms, from cache: {v['from_cache']}")
-    print(f"\nload average at end: {load}")
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
+        ms = {key: {s: x * 1e3 if s != "n" else x for s, x in v[key].items()}
+              for key in ("mlpc.compile_s", "backend_lower_s")}
+        say(f"  {k:7s} mlpc.compile {fmt(ms['mlpc.compile_s'])}, backend lower {fmt(ms['backend_lower_s'])}, "
+            f"from cache: {'/'.join(v['from_cache'])}")
+    say(f"\nload average at end: {load}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
         json.dump(report, f, indent=1)
-    print(f"wrote {args.json}")
+    txt = os.path.splitext(path)[0] + ".txt"
+    with open(txt, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {path} and {txt}")
 
 
 if __name__ == "__main__":

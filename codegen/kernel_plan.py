@@ -1,12 +1,19 @@
-"""Kernel plans: a training graph grouped into fused GPU kernels over planned buffers (target-neutral)."""
+"""Triton kernel plans: the planner's kernels (passes/fusion.py) lowered to GPU launches over buffers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.triton_dropout import DropoutKernel, plan_dropout
+from codegen.triton_policy import SM_COUNT, TritonPolicy
 from codegen.views import UnsupportedError, View, constant, contiguous, shape2
 from mlpc.ir import Graph, Op, Value
+from mlpc.ops.optim import split_operands
 from mlpc.types import DType
+from passes.fusion import fuse
+from passes.gpu import apply_rewrites
+from passes.plan import FusionPlan
+from passes.plan import Kernel as PlannedKernel
 
 
 @dataclass
@@ -18,6 +25,7 @@ class Buffer:
     dtype: DType
     kind: str  # "data" | "state" | "temp" | "arena"
     source: str = ""  # input name for data/state buffers
+    offset: int | None = None  # byte offset of a temporary in the step's pool (codegen/triton_memory.py)
 
 
 @dataclass
@@ -96,7 +104,8 @@ class RowwiseKernel:
 
 @dataclass
 class OptKernel:
-    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t."""
+    """One multi-tensor optimizer update over flat arenas: p, g, state slots, step count t, and the
+    runtime hyperparameter scalars (name -> view, see mlpc.ops.optim.hyper_names)."""
 
     name: str
     opname: str
@@ -106,9 +115,10 @@ class OptKernel:
     g: View
     slots: list[View]
     t: View
+    hyper: dict[str, View] = field(default_factory=dict)
 
 
-Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel
+Kernel = MatmulKernel | EwiseKernel | ReduceKernel | SceKernel | RowwiseKernel | OptKernel | DropoutKernel
 
 
 @dataclass
@@ -121,27 +131,25 @@ class Plan:
     inputs: dict[str, View]  # graph input name -> view (arena slices for updated state)
     outputs: dict[str, View]  # non-state outputs
     copies: list[tuple[View, View]]  # (src, dst) after all kernels: state outputs not updated in place
+    fusion: FusionPlan | None = None  # the planner's kernels this plan lowers
+    pool_bytes: int = 0  # one device allocation holding every temporary (codegen/triton_memory.py)
+    origin: dict[str, str] = field(default_factory=dict)  # launch name -> the planned kernel it lowers
 
 
-VIEW_OPS = ("reshape", "broadcast_to", "transpose", "full")
-SM_COUNT = 132
+class Lowering:
+    """Lowers the planner's kernels (passes/fusion.py) to Triton kernels over planned buffers."""
 
-
-class Planner:
-    """Greedy fusion: matmul + elementwise epilogue, elementwise chains, reductions, SCE, optimizers."""
-
-    def __init__(self, graph: Graph, sm_count: int = SM_COUNT, precision: str = "tf32") -> None:
-        self.g = graph
-        self.sm = sm_count
-        self.precision = precision
+    def __init__(self, fplan: FusionPlan, policy: TritonPolicy) -> None:
+        self.fplan = fplan
+        self.g = fplan.graph
+        self.policy = policy
+        self.view_op: dict[Value, Op] = {self.g.ops[i].result: self.g.ops[i] for i in fplan.views}
         self.views: dict[Value, View] = {}
         self.buffers: dict[str, Buffer] = {}
         self.kernels: list[Kernel] = []
-        self.done: set[int] = set()
-        self.users = graph.users()
-        self.out_values = {o.value for o in graph.outputs}
         self.grad_dest: dict[Value, View] = {}
         self.counter = 0
+        self.exports: set[Value] = set()  # the current kernel's values that others read
 
     # -- buffers --------------------------------------------------------------------------
     def new_buffer(self, prefix: str, numel: int, dtype: DType, kind: str = "temp", source: str = "") -> str:
@@ -160,9 +168,10 @@ class Planner:
 
     # -- driver ---------------------------------------------------------------------------
     def plan(self) -> Plan:
-        opt_groups = self.optimizer_groups()
+        opt_kernels = [k for k in self.fplan.kernels if k.kind == "optimizer"]
+        groups: dict[int, tuple[list[Op], dict]] = {k.index: ([self.g.ops[i] for i in k.ops], {}) for k in opt_kernels}
+        arena_inputs = self.assign_arenas(list(groups.values()))
         inputs: dict[str, View] = {}
-        arena_inputs = self.assign_arenas(opt_groups)
         for inp in self.g.inputs:
             if inp.name in arena_inputs:
                 v = arena_inputs[inp.name]
@@ -172,19 +181,19 @@ class Planner:
                                inp.value.shape, inp.value.dtype)
             inputs[inp.name] = v
             self.views[inp.value] = v
-        opt_ops = {id(op) for ops, _ in opt_groups for op in ops}
-        for op in self.g.ops:  # constants are ready before any kernel
-            if op.name == "full":
-                self.lower_op(0, op)
-        for i, op in enumerate(self.g.ops):
-            if id(op) in self.done or id(op) in opt_ops:
-                continue
-            self.lower_op(i, op)
-        for ops, views in opt_groups:
-            self.emit_optimizer(ops, views)
+        origin: dict[str, str] = {}
+        for k in self.fplan.kernels:
+            self.exports = set(k.outputs)
+            before = len(self.kernels)
+            if k.kind == "optimizer":
+                self.emit_optimizer(*groups[k.index])
+            else:
+                self.lower(k)
+            origin.update((launch.name, k.name) for launch in self.kernels[before:])
+        opt_ops = {id(self.g.ops[i]) for k in opt_kernels for i in k.ops}
         outputs, copies = self.place_outputs(inputs, opt_ops)
         copies = self.defer_state_updates(copies)
-        return Plan(self.g, self.kernels, self.buffers, inputs, outputs, copies)
+        return Plan(self.g, self.kernels, self.buffers, inputs, outputs, copies, self.fplan, origin=origin)
 
     def defer_state_updates(self, copies: list[tuple[View, View]]) -> list[tuple[View, View]]:
         """An elementwise kernel that only computes new state (the step count t + 1) runs after the
@@ -198,7 +207,7 @@ class Planner:
             if not all(id(view) in dest for _, view in k.body.stores):
                 continue
             written = {view.buf for _, view in k.body.stores}
-            if any(written & {v.buf for v in _reads(other)} for other in self.kernels if other is not k):
+            if any(written & {v.buf for v in reads(other)} for other in self.kernels if other is not k):
                 continue
             targets = [dest[id(view)] for _, view in k.body.stores]
             target_bufs = {t.buf for t in targets}
@@ -212,34 +221,37 @@ class Planner:
         self.kernels = [k for k in self.kernels if all(k is not d for d in deferred)] + deferred
         return [(src, dst) for src, dst in copies if id(src) not in removed]
 
-    def lower_op(self, index: int, op: Op) -> None:
-        self.done.add(id(op))
-        if op.name in VIEW_OPS:
-            self.views[op.result] = self.view_op(op)
-        elif op.name == "matmul":
-            self.emit_matmul(op)
-        elif op.name in ("sum", "mean", "max"):
+    def lower(self, k: PlannedKernel) -> None:
+        ops = [self.g.ops[i] for i in k.ops]
+        op = ops[0]
+        if k.kind == "gemm":
+            self.emit_matmul(op, [o for o in ops[1:] if o not in k.colsums], k.colsums)
+        elif k.kind == "reduce":
             self.emit_reduce(op)
-        elif op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad"):
-            self.emit_sce(index, op)
-        elif op.name in ("softmax", "log_softmax", "one_hot"):
+        elif k.kind == "softmax_ce":
+            self.emit_sce(ops)
+        elif k.kind == "rowwise":
             self.emit_rowwise(op)
-        elif _is_elementwise(op):
+        elif k.kind == "mse":
+            self.emit_mse(op)
+        elif k.kind == "fill" and op.name == "dropout_mask":  # reads only t: planned first
+            self.kernels.append(plan_dropout(self, op))
+        elif k.kind == "elementwise":
             tile = shape2(op.result.shape)
             body = Body()
-            self.add_to_body(body, op)
-            self.absorb(body, tile, siblings=True)
+            for o in ops:
+                self.add_to_body(body, o)
             self.finish_body(body)
             self.kernels.append(EwiseKernel(self.kname("ew"), tile, body))
         else:
             raise UnsupportedError(f"the triton backend has no kernel for op {op.name!r}")
 
     # -- view ops -------------------------------------------------------------------------
-    def view_op(self, op: Op) -> View:
+    def make_view(self, op: Op) -> View:
         res = op.result
         if op.name == "full":
             return constant(op.attrs["value"], res.shape, res.dtype)
-        src = self.views[op.operands[0]]
+        src = self.view(op.operands[0])
         if op.name == "reshape":
             if src.is_const:
                 return constant(src.const or 0.0, res.shape, res.dtype)
@@ -253,7 +265,9 @@ class Planner:
 
     def view(self, v: Value) -> View:
         if v not in self.views:
-            raise UnsupportedError(f"value {v} used before it was computed")
+            if v not in self.view_op:
+                raise UnsupportedError(f"value {v} used before it was computed")
+            self.views[v] = self.make_view(self.view_op[v])
         return self.views[v]
 
     # -- fused elementwise bodies -----------------------------------------------------------
@@ -263,39 +277,17 @@ class Planner:
             if v not in local and v not in body.ext:
                 body.ext[v] = self.view(v)
         body.ops.append(op)
-        self.done.add(id(op))
 
-    def absorb(self, body: Body, tile: tuple[int, int], siblings: bool = False) -> None:
-        """Pull in every later elementwise op on this tile whose operands are ready now: users of
-        the body's values, and with `siblings` also ops that read only ready values."""
-        changed = True
-        while changed:
-            changed = False
-            local = set(body.roots) | {r for o in body.ops for r in o.results}
-            candidates = [u for v in local for u in self.users.get(v, [])]
-            if siblings:
-                candidates += self.g.ops
-            for u in candidates:
-                if id(u) in self.done or not _is_elementwise(u) or shape2(u.result.shape) != tile:
-                    continue
-                if all(w in local or (w in self.views and _broadcastable(self.views[w], tile))
-                       for w in u.operands):
-                    self.add_to_body(body, u)
-                    changed = True
-                    break
-
-    def finish_body(self, body: Body, extra_local: tuple[Value, ...] = (), fused: tuple[Op, ...] = ()) -> None:
-        """Store every body value that something outside the kernel (or the graph's outputs) reads."""
-        inside = {id(o) for o in body.ops} | {id(o) for o in fused}
+    def finish_body(self, body: Body, extra_local: tuple[Value, ...] = ()) -> None:
+        """Store every body value that another kernel (or the graph's outputs) reads."""
         for v in list(extra_local) + [r for o in body.ops for r in o.results]:
-            needed = v in self.out_values or any(id(u) not in inside for u in self.users.get(v, []))
-            if needed:
+            if v in self.exports:
                 view = self.temp_view(v)
                 body.stores.append((v, view))
                 self.views[v] = view
 
     # -- matmul ---------------------------------------------------------------------------
-    def emit_matmul(self, op: Op) -> None:
+    def emit_matmul(self, op: Op, epilogue: list[Op], colsums: list[Op]) -> None:
         a, b = (self.view(v) for v in op.operands)
         if a.is_const or b.is_const:
             raise UnsupportedError("matmul of a constant operand")
@@ -307,11 +299,10 @@ class Planner:
         n = b.shape[1]
         root = op.result
         body = Body(roots=(root,))
-        self.absorb(body, (m, n))
-        sums = self.column_sums(body, (m, n))
-        inside = {id(o) for o in body.ops} | {id(u) for _, u in sums}
-        root_needed = root in self.out_values or any(id(u) not in inside for u in self.users.get(root, []))
-        split = 1 if body.ops or sums else choose_split_k(m, n, k, self.sm, self.precision)
+        for o in epilogue:
+            self.add_to_body(body, o)
+        root_needed = root in self.exports
+        split = 1 if body.ops or colsums else self.policy.split_k(m, n, k)
         kern = MatmulKernel(self.kname("mm"), a, b, m, n, k, root, body, split)
         if split > 1 and root_needed:
             kern.partial = contiguous(self.new_buffer("t", split * m * n, root.dtype), (split, m * n), root.dtype)
@@ -322,28 +313,18 @@ class Planner:
             self.kernels.append(ReduceKernel(self.kname("red"), kern.partial, flat, "sum", 1))
             return
         kern.split_k = 1
-        self.finish_body(body, (root,) if root_needed else (), tuple(u for _, u in sums))
-        blocks = -(-m // matmul_row_block(m, n, k, self.precision))
-        for v, _ in sums:  # per row-block partial column sums, then one small reduction
+        self.finish_body(body, (root,) if root_needed else ())
+        blocks = -(-m // self.policy.matmul_row_block(m, n, k))
+        for u in colsums:  # per row-block partial column sums, then one small reduction
+            v = u.operands[0]
             part = contiguous(self.new_buffer("t", blocks * n, v.dtype), (blocks, n), v.dtype)
             kern.colsums.append((v, part))
         self.kernels.append(kern)
-        for (_, u), (_, part) in zip(sums, kern.colsums, strict=True):
+        for u, (_, part) in zip(colsums, kern.colsums, strict=True):
             out = self.temp_view(u.result)
             self.views[u.result] = out
-            self.add_reduce(part, View(out.buf, (1, n), (n, 1), out.dtype, out.offset), "sum", 1.0)
-
-    def column_sums(self, body: Body, tile: tuple[int, int]) -> list[tuple[Value, Op]]:
-        """sum(v, axes=[0]) of body values (bias gradients): fused as column sums of each tile."""
-        found = []
-        for v in list(body.roots) + [r for o in body.ops for r in o.results]:
-            if v.type.rank != 2 or v.dtype.value != "f32":
-                continue
-            for u in self.users.get(v, []):
-                if id(u) not in self.done and u.name == "sum" and {a % 2 for a in u.attrs["axes"]} == {0}:
-                    found.append((v, u))
-                    self.done.add(id(u))
-        return found
+            scale = 1.0 / m if u.name == "mean" else 1.0
+            self.add_reduce(part, View(out.buf, (1, n), (n, 1), out.dtype, out.offset), "sum", scale)
 
     # -- reductions -----------------------------------------------------------------------
     def emit_reduce(self, op: Op) -> None:
@@ -356,19 +337,21 @@ class Planner:
         kind = "max" if op.name == "max" else "sum"
         count = x.type.size // max(op.result.type.size, 1)
         scale = 1.0 / count if op.name == "mean" and count else 1.0
-        res = op.result
+        self.reduce_into(op.result, src, rank, axes, kind, scale)
+
+    def reduce_into(self, res: Value, src: View, rank: int, axes: set[int], kind: str, scale: float) -> None:
         out = self.temp_view(res)
         self.views[res] = out
         if not axes:
             self.kernels.append(EwiseKernel(self.kname("ew"), shape2(res.shape),
-                                            Body([], {x: src}, [(x, out)])))
+                                            Body([], {res: src}, [(res, out)])))
             return
         if rank == 2 and axes == {0}:
             col = src
         elif rank == 2 and axes == {1}:
             col = src.transposed()
         else:  # everything: reduce columns, then the row of column results
-            flat_rows, flat_cols = src.shape
+            flat_cols = src.shape[1]
             part = contiguous(self.new_buffer("t", flat_cols, res.dtype), (flat_cols,), res.dtype)
             self.add_reduce(src, part, kind, 1.0)
             col = part.transposed()
@@ -377,36 +360,40 @@ class Planner:
 
     def add_reduce(self, src: View, out: View, kind: str, scale: float) -> None:
         rows, cols = src.shape
-        splits = choose_reduce_splits(rows, cols, self.sm)
+        splits = self.policy.reduce_splits(rows, cols)
         if splits > 1:
             part = contiguous(self.new_buffer("t", splits * cols, out.dtype), (splits, cols), out.dtype)
             self.kernels.append(ReduceKernel(self.kname("red"), src, part, kind, splits))
             src = part
         self.kernels.append(ReduceKernel(self.kname("red"), src, out, kind, 1, scale))
 
+    def emit_mse(self, op: Op) -> None:
+        """mse(p, t): square(p - t) in one elementwise pass into a temporary, then its mean."""
+        p, t = op.operands
+        d, sq = Value(p.type, "mse.d"), Value(p.type, "mse.sq")
+        body = Body()
+        self.add_to_body(body, Op("sub", [p, t], [d], {}, op.loc))
+        self.add_to_body(body, Op("square", [d], [sq], {}, op.loc))
+        tmp = self.temp_view(sq)
+        body.stores.append((sq, tmp))
+        self.kernels.append(EwiseKernel(self.kname("ew"), shape2(p.shape), body))
+        rank = p.type.rank
+        self.reduce_into(op.result, tmp, rank, set(range(rank)), "sum", 1.0 / max(p.type.size, 1))
+
     # -- softmax cross-entropy ------------------------------------------------------------
-    def emit_sce(self, index: int, op: Op) -> None:
-        logits, labels = op.operands[0], op.operands[1]
-        loss_op = op if op.name == "softmax_cross_entropy" else None
-        grad_op = op if op.name == "softmax_cross_entropy_grad" else None
-        for later in self.g.ops[index + 1:]:
-            if id(later) in self.done or later.operands[:2] != [logits, labels]:
-                continue
-            if loss_op is None and later.name == "softmax_cross_entropy":
-                loss_op = later
-            elif grad_op is None and later.name == "softmax_cross_entropy_grad" and later.operands[2] in self.views:
-                grad_op = later
+    def emit_sce(self, ops: list[Op]) -> None:
+        loss_op = next((o for o in ops if o.name == "softmax_cross_entropy"), None)
+        grad_op = next((o for o in ops if o.name == "softmax_cross_entropy_grad"), None)
+        logits, labels = ops[0].operands[0], ops[0].operands[1]
         batch, classes = logits.shape
-        rows = choose_sce_rows(batch, classes)
+        rows = self.policy.rows_per_program(batch, classes)
         programs = -(-batch // rows)
         partial = None
         if loss_op is not None:
-            self.done.add(id(loss_op))
             partial = contiguous(self.new_buffer("t", programs, logits.dtype), (programs,), logits.dtype)
         grad = None
         g = None
         if grad_op is not None:
-            self.done.add(id(grad_op))
             g = self.view(grad_op.operands[2])
             grad = self.temp_view(grad_op.result)
             self.views[grad_op.result] = grad
@@ -427,16 +414,7 @@ class Planner:
         out = self.temp_view(res)
         self.views[res] = out
         self.kernels.append(RowwiseKernel(self.kname("row"), op.name, src, out, rows, cols,
-                                          choose_sce_rows(rows, cols)))
-
-    # -- optimizers -----------------------------------------------------------------------
-    def optimizer_groups(self) -> list[tuple[list[Op], dict]]:
-        groups: dict[tuple, list[Op]] = {}
-        for op in self.g.ops:
-            if op.name in ("adam_update", "sgd_update", "momentum_update"):
-                key = (op.name, tuple(sorted(op.attrs.items())), op.operands[-1], op.operands[0].dtype)
-                groups.setdefault(key, []).append(op)
-        return [(ops, {}) for ops in groups.values()]
+                                          self.policy.rows_per_program(rows, cols)))
 
     def assign_arenas(self, groups: list[tuple[list[Op], dict]]) -> dict[str, View]:
         """Give each optimizer group flat arenas (params, grads, each state slot) in one order."""
@@ -482,19 +460,19 @@ class Planner:
         dt = op0.operands[0].dtype
         n = views["n"]
         flat = [View(a, (1, n), (n, 1), dt) for a in arenas]
+        _, t, hyper = split_operands(op0.name, op0.attrs, op0.operands)
         self.kernels.append(OptKernel(self.kname("opt"), op0.name, dict(op0.attrs), n, flat[0], flat[1],
-                                      flat[2:], self.view(op0.operands[-1])))
-        for op in ops:
-            self.done.add(id(op))
+                                      flat[2:], self.view(t), {k: self.view(v) for k, v in hyper.items()}))
 
     # -- outputs --------------------------------------------------------------------------
     def place_outputs(self, inputs: dict[str, View], opt_ops: set[int]) -> tuple[dict[str, View], list]:
         outputs: dict[str, View] = {}
         copies: list[tuple[View, View]] = []
+        producer = {r: op for op in self.g.ops for r in op.results}
         for o in self.g.outputs:
             if o.name in inputs:
-                producer = o.value.producer
-                if producer is not None and id(producer) in opt_ops:
+                p = producer.get(o.value)
+                if p is not None and id(p) in opt_ops:
                     continue  # updated in place by the optimizer kernel
                 src = self.view(o.value)
                 if src != inputs[o.name]:
@@ -504,7 +482,7 @@ class Planner:
         return outputs, copies
 
 
-def _reads(k: Kernel) -> list[View]:
+def reads(k: Kernel) -> list[View]:
     """Every view a kernel reads."""
     if isinstance(k, MatmulKernel):
         return [k.a, k.b, *k.body.ext.values()]
@@ -516,84 +494,18 @@ def _reads(k: Kernel) -> list[View]:
         return [k.logits, k.labels] + ([k.g] if k.g is not None else [])
     if isinstance(k, RowwiseKernel):
         return [k.src]
-    return [k.p, k.g, *k.slots, k.t]
-
-
-def _is_elementwise(op: Op) -> bool:
-    from mlpc.ops import get
-
-    return get(op.name).kind == "elementwise"
-
-
-def _broadcastable(v: View, tile: tuple[int, int]) -> bool:
-    return all(v.shape[d] in (1, tile[d]) for d in range(2))
-
-
-def matmul_row_block(m: int, n: int, k: int, precision: str) -> int:
-    """BLOCK_M of an m x n x k matmul (the epilogue's column-sum partials have one row per block)."""
-    from codegen.triton_config import matmul_blocks
-
-    return matmul_blocks(m, n, k, precision)[0]
-
-
-def choose_split_k(m: int, n: int, k: int, sm: int, precision: str = "tf32") -> int:
-    """Split the K loop when the output has too few tiles to fill the GPU (two programs per SM)
-    and K is long (at least 8 blocks of K per program)."""
-    from codegen.triton_config import matmul_blocks
-
-    bm, bn, bk = matmul_blocks(m, n, k, precision)[:3]
-    tiles = -(-m // bm) * -(-n // bn)
-    if tiles >= sm or k < 8 * bk * 4:
-        return 1
-    split = min(-(-2 * sm // tiles), k // (bk * 8), 512)
-    return max(split, 1)
-
-
-def choose_reduce_splits(rows: int, cols: int, sm: int) -> int:
-    from codegen.triton_config import reduce_blocks
-
-    br, bc = reduce_blocks(rows, cols)
-    colblocks = -(-cols // bc)
-    if rows < 8 * br:
-        return 1
-    return max(1, min(-(-rows // (4 * br)), -(-2 * sm // colblocks)))
-
-
-def choose_sce_rows(batch: int, classes: int) -> int:
-    from codegen.triton_config import sce_blocks
-
-    return sce_blocks(batch, classes)[0]
-
-
-def rewrite_for_gpu(graph: Graph) -> Graph:
-    """relu_grad(z, g) -> relu_grad(relu(z), g) where relu(z) exists (same sign test, one less store)."""
-    relu_of: dict[Value, Value] = {}
-    for op in graph.ops:
-        if op.name == "relu":
-            relu_of.setdefault(op.operands[0], op.result)
-    ops = []
-    for op in graph.ops:
-        if op.name == "relu_grad" and op.operands[0] in relu_of:
-            ops.append(Op(op.name, [relu_of[op.operands[0]], op.operands[1]], op.results, dict(op.attrs), op.loc))
-        elif op.name == "mse":
-            ops.extend(_mse_ops(op))
-        else:
-            ops.append(op)
-    return graph.replace(ops=ops)
-
-
-def _mse_ops(op: Op) -> list[Op]:
-    """mse(p, t) as mean(square(p - t)) over every axis; the last op keeps the original result."""
-    p, t = op.operands
-    d = Value(p.type, "mse.d")
-    sq = Value(p.type, "mse.sq")
-    sub = Op("sub", [p, t], [d], {}, op.loc)
-    square = Op("square", [d], [sq], {}, op.loc)
-    mean = Op("mean", [sq], op.results, {"axes": tuple(range(p.type.rank)), "keepdims": False}, op.loc)
-    d.producer, sq.producer = sub, square
-    return [sub, square, mean]
+    if isinstance(k, DropoutKernel):
+        return [k.t]
+    return [k.p, k.g, *k.slots, k.t, *k.hyper.values()]
 
 
 def plan_graph(graph: Graph, sm_count: int = SM_COUNT, precision: str = "tf32") -> Plan:
-    """Group `graph` into kernels; raises UnsupportedError for ops without a GPU kernel."""
-    return Planner(rewrite_for_gpu(graph), sm_count, precision).plan()
+    """Plan `graph` with the Triton policy and lower the kernels; raises UnsupportedError for ops
+    without a GPU kernel."""
+    policy = TritonPolicy(sm_count=sm_count, precision=precision)
+    from codegen.triton_memory import plan_pool
+
+    fplan = fuse(apply_rewrites(graph, policy.rewrites), policy)
+    plan = Lowering(fplan, policy).plan()
+    plan_pool(plan)
+    return plan

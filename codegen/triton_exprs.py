@@ -26,7 +26,15 @@ def literal(value: float, dtype: DType) -> str:
         return 'float("nan")'
     if math.isinf(value):
         return 'float("inf")' if value > 0 else '-float("inf")'
+    if value == 0 and math.copysign(1.0, value) < 0 and dtype == DType.f32:
+        # a -0.0 literal reaches Triton's interpreter as +0.0 (x / -0.0 gave +inf): spell out its bits
+        return "tl.full([], -2147483648, tl.int32).to(tl.float32, bitcast=True)"
     return repr(float(value))
+
+
+def flit(value: float) -> str:
+    """Source text of a float attribute (inf/nan as float("inf")/float("nan"), not bare names)."""
+    return literal(float(value), DType.f32)
 
 
 def const_view_text(v: View) -> str:
@@ -52,7 +60,7 @@ def _pow(x: str, e: float) -> str:
         return "(" + " * ".join([x] * int(e)) + ")" if e else "1.0"
     if e == 0.5:
         return f"tl.sqrt({x})"
-    return f"tl.exp({e!r} * tl.log({x}))"
+    return f"tl.exp({flit(e)} * tl.log({x}))"
 
 
 def render(expr: S.Expr, args: list[str], out: DType) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,7 +17,8 @@ from codegen.kernel_plan import (
     RowwiseKernel,
     SceKernel,
 )
-from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, op_expr
+from codegen.triton_dropout import DropoutKernel, render_dropout
+from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, flit, op_expr
 from codegen.triton_exprs import render as render_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
@@ -263,7 +263,7 @@ def render_reduce(k: ReduceKernel) -> Launch:
            f"        t = tl.load({x} + rows[:, None] * sr + cols[None, :] * sc, mask=m, other={other})"
            ".to(tl.float32)",
            f"        {step}",
-           f"    res = {final} * {k.scale!r}",
+           f"    res = {final} * {flit(k.scale)}",
            f"    tl.store({out} + pid_s * C + cols, res.to({TL_DTYPE[k.out.dtype]}), mask=cmask)"]
     warps = 4 if br * bc >= 1024 else 1
     return Launch(k.name, "\n".join(src) + "\n", args.items, (k.splits, -(-cols // bc)),
@@ -348,23 +348,28 @@ def render_rowwise(k: RowwiseKernel) -> Launch:
 
 # --- optimizers -----------------------------------------------------------------------------
 
+def _bias_corr(beta: str) -> str:
+    """f32(1 - beta**step) for a runtime f32 beta, in double like the NumPy reference (beta 0 -> 1)."""
+    return (f"tl.where({beta} > 0, 1.0 - tl.exp((tl.load(t) + 1).to(tl.float64) * "
+            f"tl.log(tl.maximum({beta}, 1e-30).to(tl.float64))), 1.0).to(tl.float32)")
+
+
 def _step_scalar(sc: StepScalar) -> str:
-    """A per-step scalar of an update rule (t: the step-count pointer)."""
+    """A per-step scalar of an update rule (t: the step-count pointer; hyperparameters loaded as h_<name>)."""
     if sc.kind == "first_step":
         return "tl.load(t) == 0"
-    if sc.kind == "bias_correction":  # 1 - beta^(t+1) in float64, like the reference
-        if sc.beta <= 0:
-            return "1.0"
-        return f"(1.0 - tl.exp((tl.load(t) + 1).to(tl.float64) * {math.log(sc.beta)!r})).to(tl.float32)"
+    if sc.kind == "bias_correction":
+        return _bias_corr(f"h_{sc.beta}")
     raise UnsupportedError(f"unknown step scalar {sc.kind!r}")
 
 
 def _opt_math(k: OptKernel) -> list[str]:
-    """The op's update rule (mlpc/ops/optim.py) rendered over p, g, s0.. and the step scalars c0..;
-    assigns the new values to p and s0.."""
+    """The op's update rule (mlpc/ops/optim.py) rendered over p, g, s0.., the loaded hyperparameters
+    h_<name> and the step scalars c0..; assigns the new values to p and s0.."""
     rule = update_rule(k.opname, k.attrs)
     lines = [f"    c{i} = {_step_scalar(sc)}" for i, sc in enumerate(rule.scalars)]
-    args = ["p", "g"] + [f"s{j}" for j in range(len(rule.slots))] + [f"c{i}" for i in range(len(rule.scalars))]
+    args = (["p", "g"] + [f"s{j}" for j in range(len(rule.slots))] + [f"h_{h}" for h in rule.hypers]
+            + [f"c{i}" for i in range(len(rule.scalars))])
     targets = ["p"] + [f"s{j}" for j in range(len(rule.slots))]
     news = [f"n{j}" for j in range(len(rule.outputs))]
     lines += [f"    {n} = {render_expr(e, args, k.p.dtype)}" for n, e in zip(news, rule.outputs)]
@@ -379,6 +384,7 @@ def render_optimizer(k: OptKernel) -> Launch:
     gp = args.ptr("g", k.g)
     sp = [args.ptr("s", s) for s in k.slots]
     tp = args.ptr("t", k.t)
+    hp = {name: args.ptr("h", view) for name, view in k.hyper.items()}
     args.int("n", k.n)
     dt = TL_DTYPE[k.p.dtype]
     lines = ["    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
@@ -386,6 +392,10 @@ def render_optimizer(k: OptKernel) -> Launch:
              f"    p = tl.load({pp} + idx, mask=mask).to(tl.float32)",
              f"    g = tl.load({gp} + idx, mask=mask).to(tl.float32)",
              "    t = " + tp]
+    for name, ptr in hp.items():
+        view = k.hyper[name]
+        lines.append(f"    h_{name} = " + (f"{float(view.const or 0.0)!r}" if view.is_const else
+                                           f"tl.load({ptr}).to(tl.float32)"))
     for j, s in enumerate(sp):
         lines.append(f"    s{j} = tl.load({s} + idx, mask=mask).to(tl.float32)")
     lines += _opt_math(k)
@@ -411,6 +421,8 @@ def render(k: Kernel, precision: str, interpret: bool | None = None) -> Launch:
         return render_sce(k)
     if isinstance(k, RowwiseKernel):
         return render_rowwise(k)
+    if isinstance(k, DropoutKernel):
+        return render_dropout(k, Launch, _Args())
     return render_optimizer(k)
 
 

@@ -10,6 +10,7 @@ from mlpc.errors import (
     CheckpointError,
     DatasetError,
     InputError,
+    InteropError,
     MlpcError,
     NumericalError,
     ParseError,
@@ -17,6 +18,7 @@ from mlpc.errors import (
     VerifyError,
 )
 from mlpc.inspection import inspect
+from mlpc.interop import MissingExtraError, from_onnx, from_torch, from_torch_loss, from_torch_optimizer
 from mlpc.ir import Graph
 from mlpc.parser import parse
 from mlpc.printer import print_graph
@@ -25,11 +27,13 @@ from mlpc.tracing import trace
 __version__ = "0.1.0"
 
 
-def load(path: str, model: "nn.Module | None" = None, backend: str | None = None) -> Trainer:
-    """Rebuild a Trainer from a checkpoint written by `Trainer.save`."""
+def load(path: str, model: "nn.Module | None" = None, backend: str | None = None,
+         loss: "nn.Loss | None" = None) -> Trainer:
+    """Rebuild a Trainer from a checkpoint written by `Trainer.save`; `model=` / `loss=` replace the stored
+    descriptions (needed for a user's class whose module is not imported)."""
     from mlpc.checkpoint import load_trainer
 
-    return load_trainer(path, model=model, backend=backend)
+    return load_trainer(path, model=model, backend=backend, loss=loss)
 
 
 def export(trainer: Trainer, outdir: str, name: str = "model", **options: Any) -> Any:
@@ -46,6 +50,7 @@ def load_library(path: str, probe: bool = True) -> Any:
     return _load_library(path, probe=probe)
 
 
-__all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "MlpcError", "NumericalError",
-           "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "export", "grad", "hessian", "init",
+__all__ = ["CheckpointError", "DatasetError", "F", "Graph", "InputError", "InteropError", "MissingExtraError",
+           "MlpcError", "NumericalError", "ParseError", "ShapeError", "Trainer", "VerifyError", "compile", "export",
+           "from_onnx", "from_torch", "from_torch_loss", "from_torch_optimizer", "grad", "hessian", "init",
            "inspect", "load", "load_library", "nn", "optim", "parse", "print_graph", "trace"]

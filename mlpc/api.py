@@ -10,6 +10,7 @@ import numpy as np
 from mlpc import nn, validate
 from mlpc.errors import MlpcError, NumericalError
 from mlpc.ir import Graph
+from mlpc.locking import ObjectLock, locked
 from mlpc.optim import Adam, Optimizer
 from mlpc.printer import print_graph
 from mlpc.tracing import Tracer
@@ -29,9 +30,10 @@ def first_linear(model: nn.Module) -> nn.Linear | None:
 
 
 def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | None,
-                name: str) -> Graph:
-    """Trace the forward (and loss, when given) with params as inputs."""
+                name: str, seed: int = 0) -> Graph:
+    """Trace the forward (and loss, when given: a training step, Dropout active) with params as inputs."""
     with Tracer() as tr:
+        tr.training, tr.seed = loss is not None, seed
         x = tr.input("x", TensorType(DType.f32, (batch, in_features)))
         for pname, p in model.named_parameters():
             tr.param_tensors[id(p)] = tr.input(pname, TensorType(DType.f32, p.shape), "param")
@@ -41,20 +43,29 @@ def trace_model(model: nn.Module, batch: int, in_features: int, loss: nn.Loss | 
         if loss is None:
             return tr.graph(name, {"logits": out})
         y = tr.input("y", loss.target_type(batch, out.shape[1]))
-        # keep inputs ordered x, y, params
+        # keep inputs ordered x, y, params (then t, when Dropout reads the step count)
         tr.inputs.insert(1, tr.inputs.pop())
+        tr.inputs.sort(key=lambda i: i.role == "state")
         return tr.graph(name, {"loss": loss.trace(out, y)})
 
 
 class Trainer:
-    """A compiled model: `step` trains on one batch, `predict` runs the forward pass."""
+    """A compiled model: `step` trains on one batch, `predict` runs the forward pass.
+
+    Safe to share between threads: steps (any batch size), predict/evaluate, parameter and state reads,
+    load_state and save run under one re-entrant lock per trainer (see mlpc/locking.py), so concurrent
+    calls take turns and the result is that of some serial order of them.
+    """
 
     def __init__(self, model: nn.Module, loss: nn.Loss, optimizer: Optimizer, batch_size: int,
                  backend: str, seed: int, in_features: int | None,
                  print_after: str | None = None, ir_stream: Any = None, probe: bool = False,
-                 nan_guard: bool = False) -> None:
+                 nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
+                 clip_grad_norm: float | None = None) -> None:
+        from mlpc.hyper import HyperParams
         from runtime.backend import get_backend
 
+        self._lock = ObjectLock()  # before the backend's objects: see mlpc/locking.py on fork
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if in_features is None:
@@ -63,6 +74,10 @@ class Trainer:
                 raise MlpcError("cannot tell the input width: pass in_features= to mlpc.compile")
             in_features = lin.in_features
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.clip_grad_norm = _check_clip(clip_grad_norm, optimizer)
+        self.hyper = HyperParams(optimizer, [n for n, _ in model.named_parameters()], param_groups)
+        self.schedulers: list[Any] = []  # lr schedulers constructed on this trainer (saved with it)
+        self.compiles = 0  # graphs lowered by the backend (a changed hyperparameter never adds one)
         self.batch_size, self.in_features, self.seed = batch_size, in_features, seed
         self.backend_name = backend
         self.nan_guard = nan_guard
@@ -86,19 +101,19 @@ class Trainer:
                 self._state[inp.name] = self.backend.to_device(data)
             elif inp.role == "state":
                 self._state[inp.name] = self.backend.to_device(np.zeros(inp.value.shape, inp.value.dtype.numpy))
+        self._hyper_dtypes = {i.name: i.value.dtype.numpy for i in step_graph.inputs_with_role("hyper")}
+        self._push_hyper()
 
     # --- compilation ---------------------------------------------------------------------
     def _out_features(self) -> int:
-        g = self._graphs["traced"]
-        for op in g.ops:
-            if op.name in ("softmax_cross_entropy", "mse"):
-                return op.operands[0].shape[1]
-        raise MlpcError("the traced step has no loss op")
+        forward = trace_model(self.model, 1, self.in_features, None, "width")
+        return forward.outputs[0].value.shape[1]
 
     def _pipeline(self) -> str:
         probe = "probe," if self.probe else ""
         guard = ",nan_guard" if self.nan_guard else ""
-        return f"autodiff,{probe}{self.optimizer.pipeline_text()},simplify{guard}"
+        opt = self.optimizer.pipeline_text(self.clip_grad_norm or 0.0, self.hyper.pass_groups())
+        return f"autodiff,{probe}{opt},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
         from passes.manager import PassManager
@@ -111,7 +126,7 @@ class Trainer:
                 self._stages[stage] = print_graph(graph)
                 self._graphs[stage] = graph
 
-        traced = trace_model(self.model, batch, self.in_features, self.loss, "step")
+        traced = trace_model(self.model, batch, self.in_features, self.loss, "step", self.seed)
         if record:
             self._stages["traced"] = print_graph(traced)
             self._graphs["traced"] = traced
@@ -122,6 +137,7 @@ class Trainer:
         if record:
             self.pass_timings = pm.timing_report()
         self._compiled[("step", batch)] = self.backend.lower(optimized, self._recorder(record))
+        self.compiles += 1
         return optimized
 
     def _recorder(self, record: bool) -> Callable[[str, str], None]:
@@ -130,6 +146,7 @@ class Trainer:
                 self._stages[stage] = text
         return rec
 
+    @locked
     def _compiled_for(self, kind: str, batch: int) -> Any:
         key = (kind, batch)
         if key not in self._compiled:
@@ -143,9 +160,11 @@ class Trainer:
                 if batch == self.batch_size:
                     self._stages["predict"] = print_graph(g)
                 self._compiled[key] = self.backend.lower(g, self._recorder(False))
+                self.compiles += 1
         return self._compiled[key]
 
     # --- running -------------------------------------------------------------------------
+    @locked
     def step(self, x: Any, y: Any) -> float:
         """One training step on a batch of at most batch_size rows; returns the batch's mean loss."""
         xs = validate.features(x, self.in_features, self.batch_size)
@@ -165,6 +184,7 @@ class Trainer:
             raise NumericalError(f"loss became {loss} at step {self.steps_taken}")
         return loss
 
+    @locked
     def predict(self, x: Any) -> np.ndarray:
         """Model outputs (logits) for any number of rows."""
         xs = validate.features(x, self.in_features, None)
@@ -175,21 +195,33 @@ class Trainer:
             outs.append(np.asarray(compiled.run(self._state, {"x": chunk})["logits"]))
         return np.concatenate(outs, axis=0)
 
-    def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y."""
-        pred = self.predict(x).argmax(axis=1)
-        return float((pred == np.asarray(y)).mean())
+    @locked
+    def evaluate(self, x: Any, y: Any, metrics: Any = None) -> Any:
+        """The loss's own metric as a float (`loss.metric`: accuracy for cross-entropy, element-wise
+        accuracy for BCE, the loss itself for regression); with `metrics=[...]` (names from "loss",
+        "accuracy", "elementwise_accuracy", "r2", "mse", "mae") a dict of those."""
+        from mlpc.losses import metric_values
 
-    def batches(self, x: np.ndarray, y: np.ndarray, shuffle: bool = True, seed: int = 0
+        names = [self.loss.metric] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
+        xs = validate.features(x, self.in_features, None)
+        ys = validate.targets(y, self.loss.target_type(xs.shape[0], self.out_features), self.num_classes,
+                              xs.shape[0])
+        values = metric_values(self.loss, self.predict(xs), ys, names)
+        return values[names[0]] if metrics is None else values
+
+    def batches(self, x: Any, y: Any, shuffle: bool = True, seed: int = 0
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        x, y = validate.rows(x, y)
         order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
         for lo in range(0, len(x), self.batch_size):
             idx = order[lo:lo + self.batch_size]
             yield x[idx], y[idx]
 
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, shuffle: bool = True,
+    def fit(self, x: Any, y: Any, epochs: int = 1, shuffle: bool = True,
             on_step: Callable[[int, float], None] | None = None) -> list[float]:
-        """Train for whole epochs (last partial batch included); returns the mean loss per epoch."""
+        """Train for whole epochs (last partial batch included); returns the mean loss per epoch.
+        Each step takes the trainer's lock; `on_step` runs outside it."""
+        x, y = validate.rows(x, y)
         history = []
         for epoch in range(epochs):
             losses = []
@@ -201,26 +233,127 @@ class Trainer:
         return history
 
     # --- state ---------------------------------------------------------------------------
+    @locked
     def parameters(self) -> dict[str, np.ndarray]:
         return {k: self.backend.to_host(v) for k, v in self._state.items() if k in self.model.parameters()}
 
+    @locked
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        return {k: self.backend.to_host(v) for k, v in self._state.items() if k not in self.model.parameters()}
+        params = self.model.parameters()
+        return {k: self.backend.to_host(v) for k, v in self._state.items()
+                if k not in params and k not in self._hyper_dtypes}
 
+    # --- runtime hyperparameters (graph inputs: setting one never recompiles) -------------
+    def _push_hyper(self) -> None:
+        from mlpc.hyper import write_scalar
+
+        for name, value in self.hyper.feed().items():
+            dt = self._hyper_dtypes[name]
+            buf = self._state.get(name)
+            self._state[name] = (self.backend.to_device(np.asarray(value, dt)) if buf is None
+                                 else write_scalar(self.backend, buf, value, dt))
+
+    def hyper_arrays(self) -> dict[str, np.ndarray]:
+        """The step's hyperparameter inputs as scalars of their dtype (what checkpoints store as hyper/<name>)."""
+        return {n: np.asarray(v, self._hyper_dtypes[n]) for n, v in self.hyper.feed().items()}
+
+    def load_hyper_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take hyperparameter inputs that differ from the current values' rounding (set by an exported library)."""
+        known = self.hyper.feed()
+        for name, arr in arrays.items():
+            if name not in known:
+                raise MlpcError(f"unknown hyperparameter input {name!r}")
+            value = np.asarray(arr).reshape(()).astype(self._hyper_dtypes[name])
+            if value != np.asarray(known[name], self._hyper_dtypes[name]):
+                self.hyper.set_input(name, float(value))
+        self._push_hyper()
+
+    def set_hyper(self, key: str, value: Any, group: int | None = None) -> None:
+        """Set a torch-style option (lr, momentum, betas, weight_decay) of one group or all groups."""
+        self.hyper.set(key, value, group)
+        self._push_hyper()
+
+    @property
+    def param_groups(self) -> list[Any]:
+        """torch-style groups: group["lr"] reads, group["lr"] = x sets (the next step uses it)."""
+        from mlpc.hyper import ParamGroup
+
+        return [ParamGroup(self.hyper, i, self._push_hyper) for i in range(len(self.hyper))]
+
+    @property
+    def lr(self) -> float:
+        """The learning rate (of the first parameter group); setting it sets every group's."""
+        return float(self.hyper.get("lr"))
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.set_hyper("lr", value)
+
+    @property
+    def momentum(self) -> float:
+        """SGD's momentum or Momentum's beta (first group); settable when compiled with momentum."""
+        return float(self.hyper.get("momentum"))
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        self.set_hyper("momentum", value)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """Adam's (beta1, beta2) of the first group; setting sets every group's."""
+        return tuple(self.hyper.get("betas"))  # type: ignore[return-value]
+
+    @betas.setter
+    def betas(self, value: tuple[float, float]) -> None:
+        self.set_hyper("betas", value)
+
+    @property
+    def weight_decay(self) -> float:
+        return float(self.hyper.get("weight_decay"))
+
+    @weight_decay.setter
+    def weight_decay(self, value: float) -> None:
+        self.set_hyper("weight_decay", value)
+
+    @locked
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace parameters/optimizer state by name; shapes and dtypes must match."""
-        for k, v in arrays.items():
+        checked = {}
+        for k, v in arrays.items():  # check everything before replacing anything
             if k not in self._state:
                 raise MlpcError(f"unknown parameter or state {k!r}")
-            cur = self.backend.to_host(self._state[k])
-            if cur.shape == () and v.shape == (1,):  # safetensors stores scalars as [1]
-                v = v.reshape(())
-            if cur.shape != v.shape:
-                raise MlpcError(f"{k}: shape {list(v.shape)} does not match the model's {list(cur.shape)}")
-            self._state[k] = self.backend.to_device(np.asarray(v, dtype=cur.dtype))
+            checked[k] = validate.state_value(k, v, self.backend.to_host(self._state[k]))
+        for k, v in checked.items():
+            self._state[k] = self.backend.to_device(v)
         t = self._state.get("t")
         if t is not None:
             self.steps_taken = int(self.backend.to_host(t))
+
+    def state_dict(self, layout: str = "mlpc") -> dict[str, np.ndarray]:
+        """Parameters only (like a torch module's), as NumPy arrays; `layout="torch"` gives torch's names and
+        [out, in] Linear weights (docs/interop.md)."""
+        from mlpc.interop.state_dict import state_dict
+
+        return state_dict(self, layout)
+
+    def load_state_dict(self, state_dict: dict[str, Any], layout: str = "mlpc", strict: bool = True) -> None:
+        """Load parameters from torch tensors or NumPy arrays given in `layout` ("mlpc" or "torch")."""
+        from mlpc.interop.state_dict import load_state_dict
+
+        load_state_dict(self, state_dict, layout, strict)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with the trained weights (needs the interop extra)."""
+        from mlpc.interop.torch_out import to_torch
+
+        return to_torch(self)
+
+    def export_onnx(self, path: str, softmax: bool = False, dynamic_batch: bool = False, opset: int = 17) -> None:
+        """Write the inference graph as ONNX: input `x`, output `logits` (and `probabilities` with softmax=True);
+        the batch is batch_size unless dynamic_batch=True (needs the interop extra)."""
+        from mlpc.interop.onnx_export import export_onnx
+
+        export_onnx(self, path, softmax=softmax, dynamic_batch=dynamic_batch, opset=opset)
 
     # --- inspection ----------------------------------------------------------------------
     def stages(self) -> list[str]:
@@ -235,16 +368,19 @@ class Trainer:
     def graph(self, stage: str = "simplified") -> Graph:
         return self._graphs[stage]
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, schedulers: list[Any] | None = None) -> None:
+        """Write a checkpoint of one consistent state (taken under the trainer's lock; see save_trainer);
+        lr schedulers (default: those constructed on this trainer) are saved too."""
         from mlpc.checkpoint import save_trainer
 
-        save_trainer(self, path)
+        save_trainer(self, path, schedulers=self.schedulers if schedulers is None else schedulers)
 
 
 def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer | None = None,
             batch_size: int = 128, backend: str = "llvm", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
-            probe: bool = False, nan_guard: bool = False) -> Trainer:
+            probe: bool = False, nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
+            clip_grad_norm: float | None = None) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
@@ -252,8 +388,28 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     each `step` then leaves them in `trainer.last_probe`.
     `nan_guard=True` adds the nan_guard pass: a step whose loss or gradients are NaN/Inf raises
     `mlpc.NumericalError` naming the step and leaves parameters and optimizer state untouched.
+    `param_groups=[{"params": [names], "lr": ..., "weight_decay": ...}]`: per-group options as in torch
+    (parameters no group lists form a last group with the optimizer's values).
+    `clip_grad_norm=max_norm`: scale all gradients by min(1, max_norm / (norm + 1e-6)) before the update,
+    norm over all of them (torch.nn.utils.clip_grad_norm_), computed in the step.
+    Hyperparameters (trainer.lr, .momentum, .betas, .weight_decay, .param_groups) are runtime inputs of
+    the compiled step: changing them between steps does not recompile.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
+    if loss is not None and not isinstance(loss, nn.Loss):
+        raise TypeError(f"loss must be an mlpc.nn.Loss such as nn.MSELoss(), got {type(loss).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an mlpc.optim optimizer, got {type(optimizer).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
-                   in_features, print_after, ir_stream, probe, nan_guard)
+                   in_features, print_after, ir_stream, probe, nan_guard, param_groups, clip_grad_norm)
+
+
+def _check_clip(clip: Any, optimizer: Optimizer) -> float | None:
+    if clip is None:
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not math.isfinite(clip) or clip <= 0:
+        raise ValueError(f"clip_grad_norm must be a positive number (the max gradient norm) or None, got {clip!r}")
+    if not optimizer.hyper_keys():
+        raise ValueError(f"clip_grad_norm is not supported with {type(optimizer).__name__}")
+    return float(clip)

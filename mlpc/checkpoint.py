@@ -11,13 +11,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlpc.errors import CheckpointError, MlpcError
+from mlpc.safeio import read_regular
 
 if TYPE_CHECKING:
     from mlpc.api import Trainer
 
 FORMAT = "mlpc-checkpoint-1"  # also read and written by exported libraries (codegen/aot/safetensors.c)
+# version of the optional "mlpc.train_state" metadata (runtime hyperparameters, parameter groups, gradient
+# clipping, lr schedulers); checkpoints without it (written before it existed) load with the optimizer's values
+TRAIN_STATE_VERSION = 1
 MAX_HEADER = 100 * 1024 * 1024
 MAX_BATCH = 1 << 24
+DESCRIPTION_KEY = "mlpc.description"  # version of the model/loss descriptions (mlpc.nn.SPEC_VERSION)
 
 
 def checksum(tensors: dict[str, np.ndarray]) -> str:
@@ -45,7 +50,9 @@ def temp_prefix(path: str) -> str:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path` (and fsync the folder)."""
+    """Write to a temp file in the same folder, fsync, then rename over `path` (and fsync the folder).
+    A symlink at `path` is followed: its target is replaced, the link stays."""
+    path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".part", dir=folder)
     try:
@@ -67,6 +74,7 @@ def atomic_write(path: str, data: bytes) -> None:
 
 def remove_stale_temps(path: str) -> list[str]:
     """Delete temp files that a killed writer of `path` left behind; returns their names."""
+    path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     prefix = temp_prefix(path)
     removed: list[str] = []
@@ -104,8 +112,7 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors.numpy import load
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path)
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     if len(data) < 8:
@@ -131,13 +138,48 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return tensors, metadata
 
 
+def description_version(meta: dict[str, str], path: str = "checkpoint") -> int:
+    """The version of the model/loss descriptions: 1 when absent (GELU then meant its tanh form)."""
+    from mlpc.nn import SPEC_VERSION
+
+    try:
+        version = int(meta.get(DESCRIPTION_KEY, "1"))
+    except ValueError:
+        raise CheckpointError(f"{path}: bad {DESCRIPTION_KEY} {meta.get(DESCRIPTION_KEY)!r}") from None
+    if not 1 <= version <= SPEC_VERSION:
+        raise CheckpointError(f"{path} holds model descriptions of version {version}; this mlpc reads versions "
+                              f"1 to {SPEC_VERSION}: upgrade mlpc")
+    return version
+
+
+def model_description(meta: dict[str, str], path: str = "checkpoint") -> str:
+    """The stored model description as the current version writes it (a version-1 GELU gains its tanh form)."""
+    spec = json.loads(meta["mlpc.model"])
+    if description_version(meta, path) == 1:
+        spec = _upgrade_v1(spec)
+    return json.dumps(spec)
+
+
+def _upgrade_v1(spec: Any) -> Any:
+    if isinstance(spec, dict):
+        spec = {k: _upgrade_v1(v) for k, v in spec.items()}
+        if spec.get("type") == "GELU":
+            spec.setdefault("approximate", "tanh")
+    elif isinstance(spec, list):
+        spec = [_upgrade_v1(v) for v in spec]
+    return spec
+
+
 def trainer_metadata(trainer: "Trainer") -> dict[str, str]:
     """The metadata that describes a trainer (model, loss, optimizer, sizes, seed, steps)."""
+    from mlpc.nn import SPEC_VERSION
+
     try:
         model_spec: Any = trainer.model.spec()
     except TypeError:
         model_spec = None
     return {
+        DESCRIPTION_KEY: str(SPEC_VERSION),
         "mlpc.model": json.dumps(model_spec),
         "mlpc.loss": json.dumps(trainer.loss.spec()),
         "mlpc.optimizer": json.dumps(trainer.optimizer.spec()),
@@ -150,42 +192,66 @@ def trainer_metadata(trainer: "Trainer") -> dict[str, str]:
     }
 
 
-def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] | None = None) -> None:
-    """Atomically write parameters, optimizer state and `trainer_metadata` (plus `extra_metadata`)."""
-    tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
-    tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
-    meta = trainer_metadata(trainer)
+def train_state(trainer: "Trainer", schedulers: list[Any]) -> dict[str, Any]:
+    """Runtime hyperparameters, parameter groups, clipping and scheduler states (JSON)."""
+    h = trainer.hyper
+    groups = [{"params": h.params_of(i)} for i in range(len(h))][:len(h.user_groups)]
+    return {"version": TRAIN_STATE_VERSION, "hyper": h.state_dict(), "param_groups": groups,
+            "clip_grad_norm": trainer.clip_grad_norm, "schedulers": [s.state_dict() for s in schedulers]}
+
+
+def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] | None = None,
+                 schedulers: list[Any] | None = None) -> None:
+    """Atomically write parameters, optimizer state, the runtime hyperparameters (tensors hyper/<input>
+    as exported libraries keep them, and exactly in `train_state`) and `trainer_metadata` (plus
+    `extra_metadata`). They are read under the trainer's lock, so a step on another thread never tears them."""
+    with trainer._lock:
+        tensors = {f"param/{k}": v for k, v in trainer.parameters().items()}
+        tensors.update({f"state/{k}": v for k, v in trainer.optimizer_state().items()})
+        tensors.update({f"hyper/{k}": v for k, v in trainer.hyper_arrays().items()})
+        meta = trainer_metadata(trainer)
+        scheds = trainer.schedulers if schedulers is None else schedulers
+        meta["mlpc.train_state"] = json.dumps(train_state(trainer, list(scheds)))
     meta.update(extra_metadata or {})
     save_arrays(path, tensors, meta)
 
 
-def load_trainer(path: str, model: Any = None, backend: str | None = None) -> "Trainer":
+def load_trainer(path: str, model: Any = None, backend: str | None = None, loss: Any = None) -> "Trainer":
     from mlpc import nn, optim
     from mlpc.api import Trainer
 
+    if loss is not None and not isinstance(loss, nn.Loss):
+        raise TypeError(f"loss= must be an mlpc.nn.Loss, got {type(loss).__name__}")
     tensors, meta = load_arrays(path)
-    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k}
+    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k and not k.startswith("hyper/")}
+    hyper_arrays = split_hyper(tensors)
+    ts = train_state_of(path, meta)
     try:
-        spec = json.loads(meta["mlpc.model"])
+        spec = json.loads(model_description(meta, path))
         if model is None:
             if spec is None:
                 raise CheckpointError(f"{path} holds a custom model: pass model= to mlpc.load")
             model = nn.from_spec(spec)
+        else:
+            _check_model_spec(path, model, spec)
         _check_shapes(path, model, arrays)
         batch_size = int(meta["mlpc.batch_size"])
         if not 0 < batch_size <= MAX_BATCH:
             raise CheckpointError(f"{path}: batch size {batch_size} is out of range")
-        trainer = Trainer(model, nn.loss_from_spec(json.loads(meta["mlpc.loss"])),
+        if loss is None:
+            loss = nn.loss_from_spec(json.loads(meta["mlpc.loss"]))
+        trainer = Trainer(model, loss,
                           optim.from_spec(json.loads(meta["mlpc.optimizer"])),
                           batch_size, backend or meta["mlpc.backend"],
                           int(meta["mlpc.seed"]), int(meta["mlpc.in_features"]),
-                          nan_guard=meta.get("mlpc.nan_guard") == "1")
+                          nan_guard=meta.get("mlpc.nan_guard") == "1",
+                          param_groups=ts.get("param_groups") or None, clip_grad_norm=ts.get("clip_grad_norm"))
         steps = int(meta.get("mlpc.steps", 0))
     except CheckpointError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, MlpcError) as e:
         raise CheckpointError(f"{path}: bad model description ({e})") from None
-    missing = set(trainer._state) - set(arrays)
+    missing = set(trainer._state) - set(arrays) - set(trainer.hyper_arrays())
     if missing:
         raise CheckpointError(f"{path} lacks {sorted(missing)} needed by the model")
     try:
@@ -193,7 +259,50 @@ def load_trainer(path: str, model: Any = None, backend: str | None = None) -> "T
     except MlpcError as e:
         raise CheckpointError(f"{path} does not fit the model: {e}") from None
     trainer.steps_taken = steps
+    restore_train_state(path, trainer, ts, hyper_arrays, rebuild=True)
     return trainer
+
+
+def split_hyper(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("hyper/")}
+
+
+def train_state_of(path: str, meta: dict[str, str]) -> dict[str, Any]:
+    text = meta.get("mlpc.train_state")
+    if text is None:
+        return {}
+    try:
+        ts = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"{path}: its training state is not valid JSON") from None
+    if not isinstance(ts, dict) or ts.get("version") != TRAIN_STATE_VERSION:
+        version = ts.get("version") if isinstance(ts, dict) else None
+        raise CheckpointError(f"{path} holds training state version {version!r}; this mlpc reads version "
+                              f"{TRAIN_STATE_VERSION} (and checkpoints without one)")
+    return ts
+
+
+def restore_train_state(path: str, trainer: "Trainer", ts: dict[str, Any], hyper_arrays: dict[str, Any],
+                        rebuild: bool) -> None:
+    """Hyperparameters: the exact values of the metadata, unless a tensor hyper/<input> differs from
+    them (an exported library set it); then lr schedulers: rebuilt and attached to the trainer
+    (`rebuild`), or loaded into the trainer's own schedulers (resuming a run that constructed them)."""
+    from mlpc import lr_scheduler
+
+    saved = ts.get("schedulers", [])
+    try:
+        if "hyper" in ts:
+            trainer.hyper.load_state_dict(ts["hyper"])
+        trainer.load_hyper_arrays(hyper_arrays)
+        if rebuild:
+            trainer.schedulers = [lr_scheduler.from_state_dict(trainer, s, attach=False) for s in saved]
+        elif ts:
+            if len(saved) != len(trainer.schedulers):
+                raise MlpcError(f"it holds {len(saved)} lr schedulers, the run has {len(trainer.schedulers)}")
+            for sched, state in zip(trainer.schedulers, saved):
+                sched.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, AttributeError, MlpcError) as e:
+        raise CheckpointError(f"{path}: bad training state ({e})") from None
 
 
 def _check_shapes(path: str, model: Any, arrays: dict[str, np.ndarray]) -> None:
@@ -204,3 +313,24 @@ def _check_shapes(path: str, model: Any, arrays: dict[str, np.ndarray]) -> None:
         if tuple(arrays[name].shape) != tuple(p.shape):
             raise CheckpointError(f"{path}: parameter {name!r} has shape {list(arrays[name].shape)}, "
                                   f"the model expects {list(p.shape)}")
+
+
+def _check_model_spec(path: str, model: Any, stored: Any) -> None:
+    """A model passed to mlpc.load must be the one the checkpoint describes (when both have a description)."""
+    try:
+        given = json.loads(json.dumps(model.spec()))
+    except (TypeError, AttributeError):
+        return  # a custom model without a description: only the parameter shapes can be compared
+    if stored is not None and _architecture(given) != _architecture(stored):
+        raise CheckpointError(f"{path} was saved from a different model: the file describes {json.dumps(stored)}, "
+                              f"the model passed is {json.dumps(given)}")
+
+
+def _architecture(spec: Any) -> Any:
+    """A model description without initializers (the loaded weights replace what they would draw) and without
+    a user class's import path (the same class may be imported from elsewhere when passed as model=)."""
+    if isinstance(spec, dict):
+        return {k: _architecture(v) for k, v in spec.items() if k not in ("init", "bias_init", "class")}
+    if isinstance(spec, list):
+        return [_architecture(v) for v in spec]
+    return spec

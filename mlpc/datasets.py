@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlpc.errors import DatasetError
+from mlpc.safeio import open_regular
 
 PACKAGE_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mnist")
 MNIST_FILES = {
@@ -58,8 +59,8 @@ def _read_limited(f: Any, limit: int, path: str) -> bytes:
 def read_idx(path: str, magic: int | None = None) -> np.ndarray:
     """Read one IDX file (raw or .gz), checking magic number, dimensions and size."""
     try:
-        opener: Any = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
+        with open_regular(path) as raw:
+            f: Any = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
             data = _read_limited(f, MAX_IDX_BYTES, path)
     except FileNotFoundError:
         raise DatasetError(f"missing dataset file {path}") from None
@@ -117,7 +118,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     against the bytes really present before NumPy allocates anything."""
     arrays: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(path) as z:
+        with open_regular(path) as f, zipfile.ZipFile(f) as z:
             for info in z.infolist():
                 if info.file_size > MAX_NPZ_BYTES:
                     raise DatasetError(f"{path}: member {info.filename} declares {info.file_size} bytes, over the "

@@ -38,3 +38,7 @@ class CheckpointError(MlpcError, OSError):
 
 class NumericalError(MlpcError, FloatingPointError):
     """Training produced NaN or Inf and was stopped before corrupting weights."""
+
+
+class InteropError(MlpcError, ValueError):
+    """A PyTorch module, optimizer, loss, state_dict or ONNX file that mlpc cannot map faithfully."""

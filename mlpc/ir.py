@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from mlpc.types import TensorType
 
-ROLES = ("data", "param", "state")
+ROLES = ("data", "param", "state", "hyper")
 
 
 class Value:
@@ -54,7 +55,8 @@ class Op:
 
 @dataclass(frozen=True)
 class Input:
-    """A graph input: its value, a unique name, and its role (data, param or state)."""
+    """A graph input: its value, a unique name, and its role (data, param, state, or hyper: a runtime
+    hyperparameter scalar that no op updates)."""
 
     name: str
     value: Value
@@ -171,16 +173,19 @@ def structurally_equal(a: Graph, b: Graph, check_loc: bool = True) -> bool:
                for o, p in zip(a.outputs, b.outputs))
 
 
-def _same_attr(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return True  # NaN attributes (e.g. full {value = nan}) are equal to themselves
+def same_attr(a: Any, b: Any) -> bool:
+    """Attribute equality that tells -0.0 from 0.0 (x / -0.0 is -inf), True from 1, and NaN equal to itself."""
+    if isinstance(a, float) and isinstance(b, float):
+        if a != a and b != b:
+            return True  # NaN attributes (e.g. full {value = nan}) are equal to themselves
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same_attr(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_attr(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
 
 
 def _same_attrs(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(_same_attr(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(same_attr(a[k], b[k]) for k in a)
 
 
 def clone(graph: Graph) -> Graph:

@@ -1,8 +1,7 @@
-"""PyTorch-like modules for writing MLPs: Linear, Sequential, activations, Residual, losses."""
+"""PyTorch-like modules: Linear, Sequential, Residual, activations, LayerNorm, Dropout (losses: mlpc.losses)."""
 
 from __future__ import annotations
 
-import abc
 from typing import Any, Iterator
 
 import numpy as np
@@ -10,8 +9,19 @@ import numpy as np
 from mlpc import functional as F
 from mlpc import init as initializers
 from mlpc.init import Initializer
+from mlpc.losses import (
+    LOSSES,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    ctor_args,
+    import_path,
+    refuse,
+)
 from mlpc.tracing import Tensor, TensorOps, Tracer, user_location
-from mlpc.types import DType, TensorType
 
 
 class Parameter(TensorOps):
@@ -44,6 +54,9 @@ class Module:
         self = super().__new__(cls)
         self._loc = user_location()  # where the user built it: ops of built-in modules point here
         return self
+
+    def __init__(self) -> None:
+        """No options: a subclass without its own __init__ refuses arguments instead of ignoring them."""
 
     def forward(self, x: Tensor) -> Tensor:
         raise TypeError(f"{type(self).__name__} must define forward(x)")
@@ -84,16 +97,19 @@ class Module:
                 p.materialize(rng)
 
     def spec(self) -> dict:
-        """A JSON description from which `from_spec` rebuilds the module (built-in modules only)."""
-        raise TypeError(f"{type(self).__name__} is not a built-in module and cannot be described as JSON; "
-                        "pass model= to mlpc.load")
+        """A JSON description from which `from_spec` rebuilds the module. A user's subclass is stored by
+        import path and its JSON-able constructor arguments; `mlpc.load(..., model=)` overrides it."""
+        return {"type": type(self).__name__, "class": import_path(type(self)), "args": ctor_args(self)}
 
 
 class Linear(Module):
     """y = x W + b with W of shape [in_features, out_features] and b broadcast over rows."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 init: Initializer | str | None = None, bias_init: Initializer | str | None = None) -> None:
+                 init: Initializer | str | None = None, bias_init: Initializer | str | None = None,
+                 device: Any = None, dtype: Any = None) -> None:
+        refuse("Linear", "device", device, None)
+        refuse("Linear", "dtype", dtype, None)
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"Linear needs positive sizes, got {in_features} -> {out_features}")
         self.in_features, self.out_features = in_features, out_features
@@ -162,6 +178,8 @@ class Residual(Module):
 
 
 class _Activation(Module):
+    """An activation without options (torch's `inplace` is accepted where torch has it: it changes no result)."""
+
     fn = staticmethod(F.relu)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -171,8 +189,21 @@ class _Activation(Module):
         return {"type": type(self).__name__}
 
 
-class ReLU(_Activation):
+class _InplaceActivation(_Activation):
+    def __init__(self, inplace: bool = False) -> None:
+        if not isinstance(inplace, bool):
+            raise TypeError(f"{type(self).__name__}: inplace must be a bool, got {inplace!r}")
+        self.inplace = inplace  # a no-op: traced graphs have no aliasing, results are the same
+
+
+class ReLU(_InplaceActivation):
     fn = staticmethod(F.relu)
+
+
+class SiLU(_InplaceActivation):
+    """x * sigmoid(x)."""
+
+    fn = staticmethod(F.silu)
 
 
 class Sigmoid(_Activation):
@@ -183,19 +214,36 @@ class Tanh(_Activation):
     fn = staticmethod(F.tanh)
 
 
-class GELU(_Activation):
-    """Tanh-approximate GELU."""
-
-    fn = staticmethod(F.gelu)
-
-
 class Identity(_Activation):
+    """y = x. Unlike torch's Identity, which ignores any arguments, this one refuses them."""
+
     fn = staticmethod(lambda x: x)
 
 
+GELU_FORMS = ("none", "tanh")
+
+
+class GELU(Module):
+    """GELU as PyTorch: `approximate='none'` (x Phi(x), the default) or `'tanh'`.
+
+    Checkpoints written before the form was stored hold the tanh form (mlpc's GELU was tanh then)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in GELU_FORMS:
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, self.approximate)
+
+    def spec(self) -> dict:
+        return {"type": "GELU", "approximate": self.approximate}
+
+
 class LeakyReLU(Module):
-    def __init__(self, negative_slope: float = 0.01) -> None:
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         self.negative_slope = float(negative_slope)
+        self.inplace = bool(inplace)  # a no-op, as for ReLU
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -204,78 +252,159 @@ class LeakyReLU(Module):
         return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
 
 
-class Loss(abc.ABC):
-    """A loss: `target_type` says what y must be, `__call__` traces the scalar loss."""
+class ELU(Module):
+    """x if x > 0 else alpha (e^x - 1)."""
 
-    _loc = ""
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        self.alpha = float(alpha)
+        self.inplace = bool(inplace)  # a no-op, as for ReLU
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Loss":
-        self = super().__new__(cls)
-        self._loc = user_location()  # the loss ops point at the line that built the loss
-        return self
-
-    def trace(self, prediction: Tensor, target: Tensor) -> Tensor:
-        tracer = Tracer.current()
-        tracer.module_locs.append(self._loc)
-        try:
-            return self(prediction, target)
-        finally:
-            tracer.module_locs.pop()
-
-    @abc.abstractmethod
-    def target_type(self, batch: int, out_features: int) -> TensorType:
-        """The type the targets y must have for a batch."""
-
-    @abc.abstractmethod
-    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """Trace the scalar loss."""
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
 
     def spec(self) -> dict:
-        return {"type": type(self).__name__}
+        return {"type": "ELU", "alpha": self.alpha}
 
 
-class CrossEntropyLoss(Loss):
-    """Mean softmax cross-entropy; targets are integer class labels [B]."""
+class Softplus(Module):
+    """log(1 + e^(beta x)) / beta, linear where beta x > threshold."""
 
-    def target_type(self, batch: int, out_features: int) -> TensorType:
-        return TensorType(DType.i32, (batch,))
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        if not float(beta) > 0:
+            raise ValueError(f"Softplus: beta must be > 0, got {beta}")
+        self.beta, self.threshold = float(beta), float(threshold)
 
-    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(prediction, target)
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, self.beta, self.threshold)
 
-
-class MSELoss(Loss):
-    """Mean squared error over all elements; targets are floats shaped like the output."""
-
-    def target_type(self, batch: int, out_features: int) -> TensorType:
-        return TensorType(DType.f32, (batch, out_features))
-
-    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
-        return F.mse_loss(prediction, target)
+    def spec(self) -> dict:
+        return {"type": "Softplus", "beta": self.beta, "threshold": self.threshold}
 
 
-_MODULES = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "GELU": GELU, "Identity": Identity}
-_LOSSES = {"CrossEntropyLoss": CrossEntropyLoss, "MSELoss": MSELoss}
+class LayerNorm(Module):
+    """Normalization over the last axis of n features, with an optional learned scale (weight, ones) and
+    shift (bias, zeros), as torch.nn.LayerNorm(n)."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...] | list[int], eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True, device: Any = None, dtype: Any = None) -> None:
+        refuse("LayerNorm", "device", device, None)
+        refuse("LayerNorm", "dtype", dtype, None)
+        dims = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if len(dims) != 1 or not isinstance(dims[0], int) or dims[0] <= 0:
+            raise ValueError(f"LayerNorm: normalized_shape must be one positive size (the last axis), got "
+                             f"{normalized_shape!r}")
+        if not float(eps) > 0:
+            raise ValueError(f"LayerNorm: eps must be > 0, got {eps}")
+        self.normalized_shape, self.eps = dims[0], float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+        if self.elementwise_affine:
+            self.weight = Parameter((dims[0],), initializers.constant(1.0))
+            if bias:
+                self.bias = Parameter((dims[0],), initializers.zeros())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1:] != (self.normalized_shape,):
+            from mlpc.errors import ShapeError
+
+            raise ShapeError(f"LayerNorm({self.normalized_shape}) built at {self._loc} got input of shape "
+                             f"{list(x.shape)}")
+        y = F.layer_norm(x, self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        return y + self.bias if self.bias is not None else y
+
+    def spec(self) -> dict:
+        return {"type": "LayerNorm", "n": self.normalized_shape, "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None}
 
 
-def from_spec(spec: dict) -> Module:
-    """Rebuild a built-in module from `Module.spec()`."""
+class Dropout(Module):
+    """Zeroes each element with probability p in training steps and scales the rest by 1/(1-p); the
+    identity in predict/evaluate. Masks come from Philox-4x32-10 keyed by (seed, step, position): see
+    mlpc/ops/random.py."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.inplace = bool(inplace)  # a no-op, as for ReLU
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p)
+
+    def spec(self) -> dict:
+        return {"type": "Dropout", "p": self.p}
+
+
+_MODULES: dict[str, type[Module]] = {c.__name__: c for c in (ReLU, SiLU, Sigmoid, Tanh, Identity)}
+SPEC_VERSION = 2  # 1: before GELU stored its form (GELU meant tanh); 2: forms, new layers, class paths
+
+
+def from_spec(spec: dict, version: int = SPEC_VERSION) -> Module:
+    """Rebuild a module from `Module.spec()`; `version` is the description format it was written in."""
     kind = spec.get("type")
+    if "class" in spec:
+        return _user_object(spec, Module)  # type: ignore[return-value]
     if kind == "Sequential":
-        return Sequential(*[from_spec(s) for s in spec["modules"]])
+        return Sequential(*[from_spec(s, version) for s in spec["modules"]])
     if kind == "Linear":
         return Linear(spec["in"], spec["out"], spec["bias"], init=initializers.from_spec(spec["init"]),
                       bias_init=initializers.from_spec(spec["bias_init"]) if spec.get("bias_init") else None)
     if kind == "Residual":
-        return Residual(from_spec(spec["block"]))
+        return Residual(from_spec(spec["block"], version))
+    if kind == "GELU":
+        return GELU(spec.get("approximate", "tanh"))  # no form stored: written when GELU meant tanh
     if kind == "LeakyReLU":
         return LeakyReLU(spec["negative_slope"])
+    if kind == "ELU":
+        return ELU(spec["alpha"])
+    if kind == "Softplus":
+        return Softplus(spec["beta"], spec["threshold"])
+    if kind == "LayerNorm":
+        return LayerNorm(spec["n"], spec["eps"], spec["elementwise_affine"], spec["bias"])
+    if kind == "Dropout":
+        return Dropout(spec["p"])
     if kind in _MODULES:
         return _MODULES[kind]()
     raise ValueError(f"unknown module type {kind!r} in model description")
 
 
 def loss_from_spec(spec: dict) -> Loss:
-    if spec.get("type") not in _LOSSES:
-        raise ValueError(f"unknown loss {spec.get('type')!r}")
-    return _LOSSES[spec["type"]]()
+    if "class" in spec:
+        return _user_object(spec, Loss)  # type: ignore[return-value]
+    kind = spec.get("type")
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}")
+    return LOSSES[kind](**{k: v for k, v in spec.items() if k != "type"})
+
+
+def _user_object(spec: dict, base: type) -> Any:
+    """A user's Module/Loss subclass named by import path. Only modules already imported are searched (a
+    checkpoint never makes mlpc import code), and the class must subclass `base`."""
+    import sys
+
+    what = "model=" if base is Module else "loss="
+    path = str(spec["class"])
+    modname, _, qualname = path.partition(":")
+    obj: Any = sys.modules.get(modname)
+    if obj is None:
+        raise ValueError(f"the checkpoint's {base.__name__} class {path} is in a module that is not imported: "
+                         f"import it first, or pass {what} to mlpc.load")
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise ValueError(f"{path} is not an mlpc {base.__name__} subclass: pass {what} to mlpc.load")
+    args = spec.get("args") or {}
+    if not isinstance(args, dict):
+        raise ValueError(f"bad constructor arguments for {path}")
+    try:
+        return obj(**args)
+    except TypeError as e:
+        raise ValueError(f"cannot rebuild {path} from the checkpoint ({e}): pass {what} to mlpc.load") from None
+
+
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "ELU", "GELU", "HuberLoss", "Identity", "L1Loss",
+           "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSELoss", "Module", "Parameter", "ReLU", "Residual",
+           "Sequential", "SiLU", "Sigmoid", "Softplus", "Tanh", "from_spec", "loss_from_spec"]

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from mlpc.ir import Graph, Value
+from mlpc.ir import Graph, Value, same_attr
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")
 
@@ -34,8 +34,8 @@ def format_attr(v: Any) -> str:
 
 def format_attrs(attrs: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
     """`{k = v, ...}` for the attributes that differ from the op's defaults."""
-    shown = {k: v for k, v in attrs.items() if defaults is None or k not in defaults or defaults[k] != v
-             or type(defaults[k]) is not type(v)}
+    shown = {k: v for k, v in attrs.items() if defaults is None or k not in defaults
+             or not same_attr(defaults[k], v) or type(defaults[k]) is not type(v)}
     if not shown:
         return ""
     return " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in shown.items()) + "}"
@@ -45,7 +45,7 @@ def format_output_name(name: str) -> str:
     return name if re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name) and name not in _KEYWORDS else json.dumps(name)
 
 
-_KEYWORDS = {"true", "false", "none", "inf", "nan", "data", "param", "state", "func", "return", "loc"}
+_KEYWORDS = {"true", "false", "none", "inf", "nan", "data", "param", "state", "hyper", "func", "return", "loc"}
 
 
 def value_names(g: Graph) -> dict[Value, str]:

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from mlpc.checkpoint import load_arrays, remove_stale_temps, save_trainer, trainer_metadata
+from mlpc.checkpoint import (
+    load_arrays,
+    model_description,
+    remove_stale_temps,
+    restore_train_state,
+    save_trainer,
+    split_hyper,
+    train_state_of,
+    trainer_metadata,
+)
 from mlpc.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -63,19 +72,21 @@ def resume(trainer: "Trainer", path: str, x: np.ndarray, y: np.ndarray) -> Posit
         return None
     tensors, meta = load_arrays(path)
     want = trainer_metadata(trainer)
+    meta = {**meta, "mlpc.model": model_description(meta, path)}  # older description versions compare as now
     for key in MUST_MATCH:
         if meta.get(key) != want[key]:
             raise CheckpointError(f"{path} was written by a different run: {key} is {meta.get(key)} there, "
                                   f"{want[key]} now")
     if meta.get("mlpc.data") not in (None, data_fingerprint(x, y)):
         raise CheckpointError(f"{path} was written while training on different data")
-    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k}
+    arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k and not k.startswith("hyper/")}
     missing = set(trainer.parameters()) | set(trainer.optimizer_state())
     missing -= set(arrays)
     if missing:
         raise CheckpointError(f"{path} lacks {sorted(missing)}")
     trainer.load_state(arrays)
     trainer.steps_taken = int(meta["mlpc.steps"])
+    restore_train_state(path, trainer, train_state_of(path, meta), split_hyper(tensors), rebuild=False)
     return position(trainer.steps_taken, len(x), trainer.batch_size)
 
 
@@ -83,7 +94,8 @@ def train(trainer: "Trainer", x: np.ndarray, y: np.ndarray, epochs: int, checkpo
           every: int = 0, on_step: Callable[[int, float], None] | None = None,
           on_epoch: Callable[[int, list[float]], None] | None = None) -> None:
     """Train from `trainer.steps_taken` to the end of epoch `epochs`, checkpointing every `every` steps
-    (and at the end) when `checkpoint` is set. Batch k of epoch e is always the same rows."""
+    (and at the end) when `checkpoint` is set. Batch k of epoch e is always the same rows. The trainer's
+    lr schedulers (`trainer.schedulers`) step after every training step and are checkpointed with it."""
     n = len(x)
     extra = {"mlpc.data": data_fingerprint(x, y)}
     start = position(trainer.steps_taken, n, trainer.batch_size)
@@ -94,6 +106,8 @@ def train(trainer: "Trainer", x: np.ndarray, y: np.ndarray, epochs: int, checkpo
         for b in range(start.batch if epoch == start.epoch else 0, per_epoch):
             idx = order[b * trainer.batch_size:(b + 1) * trainer.batch_size]
             losses.append(trainer.step(x[idx], y[idx]))
+            for sched in trainer.schedulers:
+                sched.step()
             if on_step is not None:
                 on_step(len(idx), losses[-1])
             if checkpoint and every and trainer.steps_taken % every == 0:

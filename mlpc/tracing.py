@@ -44,6 +44,9 @@ class Tracer:
         self.inputs: list[Input] = []
         self.param_tensors: dict[int, Tensor] = {}
         self.module_locs: list[str] = []  # construction sites of the built-in modules being called
+        self.training = False  # a training step (Dropout active) rather than a forward pass
+        self.seed = 0  # keys the random streams of a training step (mlpc/ops/random.py)
+        self.random_streams = 0  # random ops traced so far: the next one's stream number
 
     def __enter__(self) -> "Tracer":
         Tracer._stack.append(self)

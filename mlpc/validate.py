@@ -9,13 +9,67 @@ import numpy as np
 from mlpc.errors import InputError
 from mlpc.types import TensorType
 
+KDL_CPU = 1  # DLPack's device type of host memory
+
+
+def array(a: Any, what: str) -> np.ndarray:
+    """`a` as a plain ndarray: lists and tuples are converted (ragged ones refused), masked arrays refused
+    (their masks would be ignored by the compiled code, which reads the raw data under the mask), torch CPU
+    tensors and other DLPack / array-interface objects viewed without a copy where possible."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise InputError(f"{what} is a NumPy masked array; mlpc does not apply masks (the compiled step would "
+                         f"read the values under the mask): pass {what}.filled(value) or drop the masked rows")
+    if isinstance(a, (list, tuple)):
+        if any(isinstance(e, np.ma.MaskedArray) for e in a):
+            raise InputError(f"{what} holds NumPy masked arrays; mlpc does not apply masks: fill them first")
+        try:
+            a = np.asarray(a)
+        except ValueError:
+            raise InputError(f"{what} is a ragged nested list (rows of different lengths); every row must "
+                             f"have the same number of values") from None
+        if a.dtype == object:
+            raise InputError(f"{what} is a ragged or mixed nested list (NumPy makes it an object array); "
+                             f"every row must have the same number of numbers")
+    if not isinstance(a, np.ndarray):
+        return _foreign(a, what)
+    return a
+
+
+def _foreign(x: Any, what: str) -> np.ndarray:
+    """A torch CPU tensor (or anything with `__dlpack__` or the array interface) as a NumPy array, viewed
+    without a copy where its dtype and layout allow."""
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        device = x.__dlpack_device__()
+        if int(device[0]) != KDL_CPU:
+            where = f" ({x.device})" if hasattr(x, "device") else ""
+            raise InputError(f"{what} lives on an accelerator{where}: move it to the CPU first (x.cpu())")
+        if getattr(x, "requires_grad", False):
+            x = x.detach()  # a view sharing memory; DLPack refuses tensors that require grad
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:
+            dtype = getattr(x, "dtype", "?")
+            raise InputError(f"{what} (dtype {dtype}) cannot be read as a NumPy array: {e}") from None
+    if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):
+        return array(np.asarray(x), what)
+    raise InputError(f"{what} must be a NumPy array or a CPU tensor, got {type(x).__name__}")
+
+
+def shape_mismatch(name: str, got: tuple[int, ...], want: tuple[int, ...], layout: str = "mlpc") -> str:
+    """The message for a parameter of the wrong shape; a transpose (a torch [out, in] weight) says so."""
+    msg = f"{name}: shape {list(got)} does not match the model's {list(want)}"
+    if len(got) == 2 and tuple(got) == tuple(want)[::-1]:
+        if layout == "mlpc":
+            msg += (" but is its transpose: torch stores Linear weights as [out, in] and mlpc as [in, out]; "
+                    "load a torch state_dict with trainer.load_state_dict(sd, layout='torch')")
+        else:
+            msg += " but is its transpose"
+    return msg
+
 
 def features(x: Any, width: int, max_rows: int | None, what: str = "x") -> np.ndarray:
     """A C-contiguous float32 [n, width] copy/view of x. Integer and float64 inputs are converted."""
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
-    if not isinstance(x, np.ndarray):
-        raise InputError(f"{what} must be a NumPy array, got {type(x).__name__}")
+    x = array(x, what)
     if x.dtype.kind not in "fiub":
         raise InputError(f"{what} must hold real numbers, got dtype {x.dtype}")
     if x.ndim != 2 or x.shape[1] != width:
@@ -42,10 +96,7 @@ def native(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np.ndarray:
     """Labels for cross-entropy (integers in [0, classes)) or float targets for MSE."""
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    if not isinstance(y, np.ndarray):
-        raise InputError(f"y must be a NumPy array, got {type(y).__name__}")
+    y = array(y, "y")
     shape = (n,) + tuple(expected.shape[1:])
     if y.shape != shape:
         raise InputError(f"y must have shape {list(shape)} to match x, got {list(y.shape)}")
@@ -61,4 +112,45 @@ def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np
     out = native(y, expected.dtype.numpy)
     if not np.isfinite(out).all():
         raise InputError("y contains NaN or Inf (or values that overflow float32)")
+    return out
+
+
+def labels(y: Any, n: int, num_classes: int) -> np.ndarray:
+    """Integer class labels [n] in [0, num_classes) (what `evaluate` scores predictions against)."""
+    from mlpc.types import DType, TensorType
+
+    return targets(y, TensorType(DType.i32, (n,)), num_classes, n)
+
+
+def rows(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Whole data sets for fit/batches: plain arrays with the same number of rows (checked per batch later)."""
+    xs, ys = array(x, "x"), array(y, "y")
+    if xs.ndim == 0 or ys.ndim == 0 or len(xs) != len(ys):
+        raise InputError(f"x and y must have the same number of rows, got shapes {list(xs.shape)} and "
+                         f"{list(ys.shape)}")
+    return xs, ys
+
+
+def state_value(name: str, value: Any, like: np.ndarray) -> np.ndarray:
+    """A parameter/optimizer-state value for `load_state`, converted to `like`'s dtype and shape: refuses
+    object/string arrays, masked arrays, shape mismatches, non-integral or out-of-range integers (a step
+    count of 2**40 would wrap) and floats that overflow float32."""
+    a = array(value, name)
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"{name}: dtype {a.dtype} is not numeric")
+    if like.shape == () and a.shape == (1,):  # safetensors stores scalars as [1]
+        a = a.reshape(())
+    if a.shape != like.shape:
+        raise InputError(shape_mismatch(name, a.shape, like.shape))
+    if like.dtype.kind in "iu":
+        if a.dtype.kind == "f" and (not np.isfinite(a).all() or (a != np.round(a)).any()):
+            raise InputError(f"{name} must hold integers, got {a.ravel()[:4]}")
+        info = np.iinfo(like.dtype)
+        low = 0 if name == "t" else info.min  # the optimizer's step count
+        if a.size and (a.min() < low or a.max() > info.max):
+            raise InputError(f"{name} holds {a.max() if a.max() > info.max else a.min()}, outside the "
+                             f"{like.dtype} range [{low}, {info.max}]")
+    out = native(a, like.dtype)
+    if like.dtype.kind == "f" and not np.array_equal(np.isfinite(out), np.isfinite(a)):
+        raise InputError(f"{name} holds values that overflow {like.dtype}")
     return out

@@ -28,6 +28,7 @@ def _load_builtin() -> None:
     """Import every module that registers passes (an import error is a bug and propagates)."""
     import passes.autodiff  # noqa: F401
     import passes.fusion  # noqa: F401
+    import passes.gpu  # noqa: F401
     import passes.guard  # noqa: F401
     import passes.memory  # noqa: F401
     import passes.newton  # noqa: F401

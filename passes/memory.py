@@ -1,4 +1,8 @@
-"""Memory planning: one static arena sized at compile time, buffers reused by liveness (target-neutral).
+"""Memory planning for every backend: one static arena, buffers reused by liveness, a backend policy.
+
+`pack` places live ranges in one arena (both backends use it: the LLVM step's arena of kernel
+boundary values below, the Triton step's pool of temporaries in codegen/triton_memory.py); a
+`MemoryPolicy` says how the backend aligns slots and whether new state may overwrite its input.
 
 Every value a kernel hands to another kernel (or to the caller) gets a slot: an offset in the arena,
 or, for graph inputs, the caller's buffer. A param/state output is written in place into its input's
@@ -13,9 +17,45 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlpc.ir import Graph, Value
-from passes.fusion import FusionPlan
+from passes.plan import FusionPlan
 
 ALIGN = 64
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """What a backend's memory allows: slot alignment in bytes, and whether a new param/state value
+    may be written into its input's buffer (else it gets a slot and a copy back)."""
+
+    name: str
+    align: int = ALIGN
+    inplace_state: bool = True
+
+
+CPU_MEMORY = MemoryPolicy("llvm", ALIGN, True)
+
+
+def pack(requests: list[tuple[object, int, int, int]], align: int = ALIGN) -> tuple[dict[object, int], int]:
+    """Offsets for (key, first use, last use, bytes) requests in one arena, and its size: two requests
+    share bytes only if their live ranges (inclusive) are disjoint. Greedy: biggest first, each at
+    the lowest offset clear of every live-overlapping placement."""
+    def up(n: int) -> int:
+        return (n + align - 1) // align * align
+
+    order = sorted(requests, key=lambda r: (-up(r[3]), r[1]))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, lo, hi)
+    where: dict[object, int] = {}
+    for key, lo, hi, nbytes in order:
+        size = up(nbytes)
+        conflicts = sorted((po, ps) for po, ps, a, b in placed if not (b < lo or hi < a))
+        off = 0
+        for po, ps in conflicts:
+            if off + size <= po:
+                break
+            off = max(off, up(po + ps))
+        placed.append((off, size, lo, hi))
+        where[key] = off
+    return where, up(max((po + ps for po, ps, _, _ in placed), default=0))
 
 
 @dataclass(frozen=True)
@@ -54,10 +94,6 @@ class MemoryPlan:
         return "\n".join(lines) + "\n"
 
 
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
 def _same_index_read(plan: FusionPlan, k: int, v: Value, new: Value) -> bool:
     """Kernel k reads v only at the index it writes (elementwise-style), so writing over v is safe."""
     kern = plan.kernels[k]
@@ -73,7 +109,8 @@ def _same_index_read(plan: FusionPlan, k: int, v: Value, new: Value) -> bool:
     return False
 
 
-def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -> MemoryPlan:
+def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None,
+                policy: MemoryPolicy = CPU_MEMORY) -> MemoryPlan:
     """Assign every kernel-boundary value a slot; `scratch_bytes[k]` reserves kernel-private bytes."""
     g: Graph = plan.graph
     n = len(plan.kernels)
@@ -100,7 +137,7 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -
         old = state_inputs[o.name].value
         k = producer.get(v)
         readers = [kk.index for kk in plan.kernels if old in kk.inputs]
-        ok = (k is not None and v not in taken and v not in inputs and old.type == v.type
+        ok = (policy.inplace_state and k is not None and v not in taken and v not in inputs and old.type == v.type
               and all(r < k or (r == k and _same_index_read(plan, k, old, v)) for r in readers))
         if ok and k is not None:
             # the old buffer must not be read through v's slot by later kernels of other names
@@ -119,28 +156,14 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None) -
     for v, _name in copy_back:
         if v in intervals:
             intervals[v] = (intervals[v][0], n)
-    requests: list[tuple[object, int, int, int]] = [(v, t[0], t[1], _align(v.type.nbytes))
-                                                     for v, t in intervals.items()]
+    requests: list[tuple[object, int, int, int]] = [(v, t[0], t[1], v.type.nbytes) for v, t in intervals.items()]
     for kidx, nbytes in (scratch_bytes or {}).items():
         if nbytes > 0:
-            requests.append((("scratch", kidx), kidx, kidx, _align(nbytes)))
-    # greedy: biggest first, lowest offset that does not overlap a live-overlapping placement
-    requests.sort(key=lambda r: (-r[3], r[1]))
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, lo, hi)
-    where: dict[object, int] = {}
-    for key, lo, hi, size in requests:
-        conflicts = sorted((po, ps) for po, ps, a, b in placed if not (b < lo or hi < a))
-        off = 0
-        for po, ps in conflicts:
-            if off + size <= po:
-                break
-            off = max(off, _align(po + ps))
-        placed.append((off, size, lo, hi))
-        where[key] = off
-    arena = max((po + ps for po, ps, _, _ in placed), default=0)
+            requests.append((("scratch", kidx), kidx, kidx, nbytes))
+    where, arena = pack(requests, policy.align)
     for v in intervals:
         slots[v] = Slot(where[v], v.type.nbytes)
     for i in g.inputs:
         slots[i.value] = Slot(0, i.value.type.nbytes, i.name)
     scratch = {kidx: where[("scratch", kidx)] for kidx, nb in (scratch_bytes or {}).items() if nb > 0}
-    return MemoryPlan(_align(arena), slots, inplace, copy_back, scratch, intervals)
+    return MemoryPlan(arena, slots, inplace, copy_back, scratch, intervals)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph, Input, Op, Output, Value
 from mlpc.ops import Builder
-from mlpc.ops.optim import STEP_TYPE
 from passes.autodiff import gradients
 from passes.batching import vectorize
 from passes.manager import register_pass
@@ -160,6 +159,8 @@ def newton(graph: Graph, lr: float = 1.0, damping: float = 0.0, max_params: int 
             d = b.reshape(d, shape=p.value.shape)
         outs.append(Output(p.name, b.sub(p.value, b.mul(d, rate))))
         start += n
-    step = Input("t", Value(STEP_TYPE, "t"), "state")
+    from passes.optimizer import step_input
+
+    step, new_inputs = step_input(graph)
     outs.append(Output("t", b.add(step.value, b.op("full", value=1.0, dtype="i32", shape=()))))
-    return graph.replace(inputs=graph.inputs + [step], ops=graph.ops + b.ops, outputs=outs)
+    return graph.replace(inputs=graph.inputs + new_inputs, ops=graph.ops + b.ops, outputs=outs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from mlpc import nn
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph
 from mlpc.printer import print_graph
+from mlpc.types import DType, TensorType
 from runtime.aot_stamp import stamp
 
 if TYPE_CHECKING:
@@ -116,6 +117,9 @@ def _checkpoint_blobs(trainer: "Trainer", build: Path, name: str, inference: boo
     tensors, meta = load_arrays(str(full))
     fixed = {k: v for k, v in meta.items() if k not in ("mlpc.checksum", "mlpc.steps")}
     fixed.update({"mlpc.library": name, "mlpc.ir_hash": digest})
+    if "mlpc.train_state" in fixed:  # the library runs no lr schedulers; its hyper/ tensors hold the values
+        ts = json.loads(fixed["mlpc.train_state"])
+        fixed["mlpc.train_state"] = json.dumps({**ts, "schedulers": []})
     if not inference:
         return full, full, fixed
     blob = build / f"{name}.weights.safetensors"
@@ -125,11 +129,14 @@ def _checkpoint_blobs(trainer: "Trainer", build: Path, name: str, inference: boo
 
 
 def _loss_kind(trainer: "Trainer") -> str:
-    if isinstance(trainer.loss, nn.CrossEntropyLoss):
+    """The library's target kind: "cross_entropy" (integer labels) or "mse" (float targets shaped like the
+    outputs, for every float-target loss: the loss itself is compiled into the step)."""
+    target = trainer.loss.target_type(1, trainer.out_features)
+    if target == TensorType(DType.i32, (1,)):
         return "cross_entropy"
-    if isinstance(trainer.loss, nn.MSELoss):
+    if target == TensorType(DType.f32, (1, trainer.out_features)):
         return "mse"
-    raise MlpcError(f"cannot export a model trained with {type(trainer.loss).__name__}")
+    raise MlpcError(f"cannot export a model trained with {type(trainer.loss).__name__} (targets {target})")
 
 
 def compile_library(build: Path, name: str, objects: Sequence[str], threads: int, cc: str | None,
@@ -177,7 +184,7 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
 
     first = graphs[0][2]
     buffers = [BufferSpec(check_tensor_name(i.name), i.role, i.value.dtype.value, tuple(i.value.shape))
-               for i in first.inputs if i.role in ("param", "state")]
+               for i in first.inputs if i.role in ("param", "state", "hyper")]
     out = Path(outdir)
     try:
         out.mkdir(parents=True, exist_ok=True)

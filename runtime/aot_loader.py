@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,8 @@ import numpy as np
 from codegen.aot.abi import ABI_SYMBOL, ABI_VERSION, DTYPES, NAME_SYMBOL, ROLES, STATUS
 from mlpc import validate
 from mlpc.errors import CheckpointError, InputError, MlpcError, NumericalError
+from mlpc.locking import ObjectLock, locked
+from mlpc.safeio import read_regular
 from mlpc.types import DType, TensorType
 from runtime.aot_stamp import verify as verify_stamp
 from runtime.elfcheck import check_shared_object
@@ -96,14 +97,18 @@ def _probe(copy: str, path: str) -> dict[str, Any]:
 
 class ExportedModel:
     """A loaded exported library: `step`, `predict`, `evaluate`, `parameters`, `optimizer_state`,
-    `load_state`, `save`, `load`, like a Trainer, with all computation in the library."""
+    `load_state`, `save`, `load`, like a Trainer, with all computation in the library.
+
+    Safe to share between threads: every call that touches the C state runs under one re-entrant lock
+    per object (mlpc/locking.py; the C state itself must not be used by two threads at once)."""
 
     def __init__(self, path: str | os.PathLike[str], probe: bool = True) -> None:
         self.path = str(path)
+        self._lock = ObjectLock()
         self._state = ctypes.c_void_p()
         self._lib: ctypes.CDLL | None = None
         try:
-            data = Path(self.path).read_bytes()
+            data = read_regular(self.path)
         except OSError as e:
             raise MlpcError(f"cannot read library {self.path}: {e.strerror or e}") from None
         check_shared_object(data, self.path)
@@ -162,7 +167,8 @@ class ExportedModel:
                 "create", "destroy", "last_error", "predict_n", "buffer", "load", "save", "steps", "num_buffers",
                 "buffer_info")}
             if not m["inference_only"]:
-                fns["train_step_n"] = getattr(lib, f"{self.name}_train_step_n")
+                for k in ("train_step_n", "set_hyper", "get_hyper"):
+                    fns[k] = getattr(lib, f"{self.name}_{k}")
         except AttributeError as e:
             raise MlpcError(f"{damaged}: it lacks part of the mlpc API ({e})") from None
         vp, i64 = ctypes.c_void_p, ctypes.c_int64
@@ -177,6 +183,8 @@ class ExportedModel:
         fns["buffer_info"].argtypes = [ctypes.c_int, ctypes.POINTER(_BufferInfo)]
         if "train_step_n" in fns:
             fns["train_step_n"].argtypes = [vp, i64, vp, vp, ctypes.POINTER(ctypes.c_float)]
+            fns["set_hyper"].argtypes = [vp, ctypes.c_char_p, ctypes.c_double]
+            fns["get_hyper"].argtypes = [vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_double)]
         self._fns = fns
         self._lib = lib
         self._check_buffer_table(m["buffers"], damaged)
@@ -228,6 +236,7 @@ class ExportedModel:
             raise MlpcError(f"{self.path}: the library has been closed")
 
     # --- running -------------------------------------------------------------------------------
+    @locked
     def step(self, x: Any, y: Any) -> float:
         """One training step; the number of rows must be one the library was exported for."""
         self._live()
@@ -245,6 +254,7 @@ class ExportedModel:
                                               ctypes.byref(loss)), "train_step")
         return float(loss.value)
 
+    @locked
     def predict(self, x: Any) -> np.ndarray:
         """Model outputs (logits) for any number of rows."""
         self._live()
@@ -253,15 +263,19 @@ class ExportedModel:
         self._check(self._fns["predict_n"](self._state, xs.shape[0], xs.ctypes.data, out.ctypes.data), "predict")
         return out
 
+    @locked
     def evaluate(self, x: Any, y: Any) -> float:
-        """Classification accuracy of predict(x) against integer labels y."""
-        return float((self.predict(x).argmax(axis=1) == np.asarray(y)).mean())
+        """Classification accuracy of predict(x) against integer labels y (one per row, in [0, outputs))."""
+        xs = validate.features(x, self.in_features, None)
+        ys = validate.labels(y, xs.shape[0], self.out_features)
+        return float((self.predict(xs).argmax(axis=1) == ys).mean())
 
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, shuffle: bool = True, seed: int = 0,
             drop_last: bool = False) -> list[float]:
         """Train for whole epochs in batches of batch_size; returns the mean loss per epoch. A last
         partial batch needs a training step of its size in the library (export with --train-batch),
         or drop_last=True."""
+        x, y = validate.rows(x, y)
         n = len(x)
         tail = n % self.batch_size
         if tail and not drop_last and tail not in self.train_batches:
@@ -280,19 +294,55 @@ class ExportedModel:
         return history
 
     # --- state ---------------------------------------------------------------------------------
-    @property
+    @property  # type: ignore[misc]
+    @locked
     def steps_taken(self) -> int:
         self._live()
         return int(self._fns["steps"](self._state))
 
+    @locked
     def parameters(self) -> dict[str, np.ndarray]:
         self._live()
         return {k: v.copy() for k, (role, v) in self._buffers.items() if role == "param"}
 
+    @locked
     def optimizer_state(self) -> dict[str, np.ndarray]:
         self._live()
         return {k: v.copy() for k, (role, v) in self._buffers.items() if role == "state"}
 
+    def hyperparameters(self) -> dict[str, float]:
+        """The runtime hyperparameter buffers (hyper.lr, ...) and their values."""
+        self._live()
+        return {k: float(v) for k, (role, v) in self._buffers.items() if role == "hyper"}
+
+    # --- runtime hyperparameters (NAME_set_hyper / NAME_get_hyper, ABI 2) -------------------------
+    @locked
+    def set_hyper(self, name: str, value: float) -> None:
+        """Set "lr", "momentum", "beta", "beta1", "beta2" or "weight_decay" (every group's), or one buffer
+        ("hyper.g1.lr"); the next step uses it."""
+        self._live()
+        if self.inference_only:
+            raise MlpcError(f"{self.path} is an inference-only library: it has no hyperparameters")
+        self._check(self._fns["set_hyper"](self._state, name.encode(), float(value)), "set_hyper")
+
+    @locked
+    def get_hyper(self, name: str) -> float:
+        self._live()
+        if self.inference_only:
+            raise MlpcError(f"{self.path} is an inference-only library: it has no hyperparameters")
+        out = ctypes.c_double()
+        self._check(self._fns["get_hyper"](self._state, name.encode(), ctypes.byref(out)), "get_hyper")
+        return float(out.value)
+
+    @property
+    def lr(self) -> float:
+        return self.get_hyper("lr")
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.set_hyper("lr", value)
+
+    @locked
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace parameters/optimizer state by name; shapes must match (values are converted)."""
         self._live()
@@ -300,26 +350,23 @@ class ExportedModel:
         for k, v in arrays.items():
             if k not in self._buffers:
                 raise MlpcError(f"unknown parameter or state {k!r}")
-            cur = self._buffers[k][1]
-            a = np.asarray(v)
-            if cur.shape == () and a.shape == (1,):
-                a = a.reshape(())
-            if a.shape != cur.shape:
-                raise MlpcError(f"{k}: shape {list(a.shape)} does not match the model's {list(cur.shape)}")
-            checked[k] = a
+            checked[k] = validate.state_value(k, v, self._buffers[k][1])
         for k, a in checked.items():
-            np.copyto(self._buffers[k][1], a, casting="unsafe")
+            np.copyto(self._buffers[k][1], a)
 
+    @locked
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write an mlpc checkpoint (the library's own writer; mlpc.load reads it)."""
         self._live()
         self._check(self._fns["save"](self._state, os.fsencode(path)), "save")
 
+    @locked
     def load(self, path: str | os.PathLike[str]) -> None:
         """Read weights from an mlpc checkpoint (the library's own reader)."""
         self._live()
         self._check(self._fns["load"](self._state, os.fsencode(path)), "load")
 
+    @locked
     def close(self) -> None:
         """Free the state (the library stays mapped: its code may still be referenced)."""
         if self._lib is not None and self._state:
@@ -335,7 +382,8 @@ class ExportedModel:
 
     def __del__(self) -> None:
         try:
-            self.close()
+            if hasattr(self, "_lock"):
+                self.close()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
 

@@ -3,8 +3,8 @@
 One file per entry: magic, a JSON header (with the payload's SHA-256) and the payload. Writes go to
 a temporary file in the same directory and are renamed into place (atomic on POSIX). An entry that
 fails any check (magic, header, length, hash, version) is treated as a miss, so it is rebuilt and
-overwritten, never loaded. MLPC_CACHE_DIR overrides the location (default ~/.cache/mlpc);
-MLPC_CACHE_DIR=off disables the cache.
+overwritten, never loaded; so is an entry that is not a regular file or that cannot be parsed at all.
+MLPC_CACHE_DIR overrides the location (default ~/.cache/mlpc); MLPC_CACHE_DIR=off disables the cache.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
+
+from mlpc.safeio import read_regular
 
 MAGIC = b"MLPCOBJ1"
 
@@ -58,7 +60,7 @@ def load(key: str) -> tuple[dict[str, Any], bytes, dict[str, str]] | None:
     if path is None:
         return None
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or device planted in the cache is a miss, never a hang
     except OSError:
         return None
     try:
@@ -75,8 +77,8 @@ def load(key: str) -> tuple[dict[str, Any], bytes, dict[str, str]] | None:
         obj = payload[:obj_len]
         texts = json.loads(zlib.decompress(payload[obj_len:]).decode()) if len(payload) > obj_len else {}
         return header["meta"], obj, texts
-    except (ValueError, KeyError, struct.error, zlib.error, UnicodeDecodeError, TypeError):
-        return None
+    except Exception:  # noqa: BLE001 - any unreadable entry (bad JSON, nesting deep enough for RecursionError,
+        return None    # wrong types, ...) is a miss: the caller rebuilds and overwrites it
 
 
 def store(key: str, meta: dict[str, Any], obj: bytes, texts: dict[str, str]) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import operator
 import statistics
-import threading
 import time
 import weakref
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 
 from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
+from mlpc.locking import ObjectLock
 from mlpc.printer import print_graph
 from mlpc.types import DType
 from passes.memory import MemoryPlan
@@ -82,7 +82,7 @@ class LlvmCompiled:
         self.ptrs = (ctypes.c_void_p * (1 + len(self.inputs)))()
         self.ptrs[0] = self.arena.ctypes.data
         self.fn = _STEP_FN(loaded.address)
-        self.lock = threading.Lock()
+        self.lock = ObjectLock()  # fork-safe: see mlpc/locking.py
         # stop the step's worker threads before the code they run is freed
         weakref.finalize(self, _shutdown, _SHUTDOWN_FN(loaded.shutdown_address), loaded)
         self.keep: list[Any] = [None] * len(self.inputs)
@@ -210,7 +210,8 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
     rec = record or (lambda stage, text: None)
     target = target or host_target()
     check_dtypes(graph, "the llvm backend")
-    sources = compile_cache.source_fingerprint("codegen/llvm", "mlpc/ops", "passes/fusion.py", "passes/memory.py",
+    sources = compile_cache.source_fingerprint("codegen/llvm", "mlpc/ops", "passes/fusion.py", "passes/plan.py",
+                                               "passes/memory.py",
                                                "runtime/llvm_backend.py")
     key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, sources,
                                  llvmlite.__version__,
@@ -223,9 +224,12 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
         except Exception:  # noqa: BLE001 - an object MCJIT cannot load is a cache miss
             hit = None
         else:
+            from mlpc.inspection.locations import reattach_locations
+
             for stage in STAGES:
-                if stage in texts:
-                    rec(stage, texts[stage])
+                if stage in texts:  # the entry may come from another file's model of the same structure
+                    rec(stage, reattach_locations(texts[stage], graph) if stage in ("fused", "planned")
+                        else texts[stage])
             return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
     meta, obj, texts = _generate(graph, target, PROFILE or profile)
     for stage in STAGES:

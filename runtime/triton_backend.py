@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from codegen.kernel_plan import Plan, plan_graph
+from codegen.triton_memory import describe_pool
 from codegen.triton_render import PRECISIONS, Launch, module_source, render
 from codegen.views import View
 from mlpc.errors import InputError, MlpcError
@@ -76,7 +77,8 @@ def _device() -> str:
 
 
 def _strided(flat: torch.Tensor, view: View) -> torch.Tensor:
-    return _torch().as_strided(flat, view.shape, view.strides, view.offset)
+    """`view` of a flat buffer; the buffer may itself be a slice of the step's pool."""
+    return _torch().as_strided(flat, view.shape, view.strides, flat.storage_offset() + view.offset)
 
 
 class TritonCompiled:
@@ -92,8 +94,12 @@ class TritonCompiled:
         self.use_graph = cuda_graph and device == "cuda"
         self.record = record
         self.owned: dict[str, Any] = {}
+        pool = torch.zeros(max(plan.pool_bytes, 1), dtype=torch.uint8, device=device)  # every temporary
         for buf in plan.buffers.values():
-            if buf.kind in ("temp", "arena"):
+            if buf.kind == "temp" and buf.offset is not None:
+                nbytes = buf.numel * buf.dtype.itemsize
+                self.owned[buf.name] = pool[buf.offset:buf.offset + nbytes].view(torch_dtype(buf.dtype))
+            elif buf.kind in ("temp", "arena"):
                 self.owned[buf.name] = torch.zeros(buf.numel, dtype=torch_dtype(buf.dtype), device=device)
         self.bound: dict[str, Any] = dict(self.owned)
         self.input_views = plan.inputs
@@ -108,6 +114,10 @@ class TritonCompiled:
         self.stages: dict[str, str] = {}  # filled by callers that keep what lower() recorded
         if device == "cuda":
             self._precompile()
+
+    def kernel_ops(self) -> dict[str, list[int]]:
+        """The planner's kernels (name -> op indices of the lowered graph) this step launches."""
+        return self.plan.fusion.kernel_ops() if self.plan.fusion is not None else {}
 
     def _precompile(self) -> None:
         """Compile every kernel now (JIT warmup with stand-in data buffers), so that lowering pays
@@ -224,8 +234,9 @@ class TritonCompiled:
     def _outputs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, view in self.plan.outputs.items():
-            if view.is_const:
-                out[name] = np.full(view.shape if len(view.shape) else (), view.const, np.float32)
+            declared = self.plan.graph.output(name).value.type
+            if view.is_const:  # the declared shape and dtype, not the planner's broadcast view
+                out[name] = np.full(declared.shape, view.const, declared.dtype.numpy)
                 continue
             t = _strided(self.bound[view.buf or ""], view)
             shape = self.plan.graph.output(name).value.shape
@@ -246,7 +257,7 @@ class TritonBackend:
     """backend="triton": fused Triton kernels; precision tf32 (default), ieee, or bf16 operands."""
 
     name = "triton"
-    stages: tuple[str, ...] = ("kernels", "triton", "ttir", "ptx")
+    stages: tuple[str, ...] = ("fused", "planned", "kernels", "triton", "ttir", "ptx")
 
     def __init__(self, precision: str | None = None, cuda_graph: bool = True, aot_ir: bool | None = None) -> None:
         precision = precision or os.environ.get("MLPC_TRITON_PRECISION", "tf32")
@@ -258,6 +269,7 @@ class TritonBackend:
 
     def lower(self, graph: Graph, record: Record, sm_count: int | None = None) -> TritonCompiled:
         """Plan, render and load the kernels; `sm_count` overrides the GPU's (it sizes split-K)."""
+        _refuse_f64(graph)
         device = _device()
         torch = _torch()
         if sm_count is None:
@@ -265,6 +277,9 @@ class TritonBackend:
         plan = plan_graph(graph, sm_count, self.precision)
         launches = [render(k, self.precision) for k in plan.kernels]
         source = module_source(launches)
+        if plan.fusion is not None:
+            record("fused", plan.fusion.dump())
+        record("planned", describe_pool(plan))
         record("kernels", describe_plan(plan, launches))
         record("triton", source)
         module = load_module(source)
@@ -288,15 +303,27 @@ class TritonBackend:
         return np.array(buffer, copy=True)
 
 
+def _refuse_f64(graph: Graph) -> None:
+    """The kernels compute in float32 (float64 values would silently lose precision): refuse f64 up front."""
+    values = [(f"input {i.name!r}", i.value) for i in graph.inputs]
+    values += [(f"the result of {op.name}", r) for op in graph.ops for r in op.results]
+    for what, v in values:
+        if v.dtype == DType.f64:
+            raise MlpcError(f"the triton backend computes in f32 (f16/bf16 operands); {what} is an f64 tensor "
+                            f"{list(v.shape)}: use backend='numpy' for f64 graphs")
+
+
 def describe_plan(plan: Plan, launches: list[Launch]) -> str:
     """One line per launch: kernel, grid, meta-parameters, and the IR ops it covers."""
-    lines = [f"// {len(launches)} launches, {len(plan.buffers)} buffers"]
+    lines = [f"// {len(launches)} launches, {len(plan.buffers)} buffers, pool {plan.pool_bytes} bytes"]
     for k, la in zip(plan.kernels, launches, strict=False):
         ops = getattr(getattr(k, "body", None), "ops", [])
         names = [o.name for o in ops] + ["column sum"] * len(getattr(k, "colsums", []))
         extra = " + " + ", ".join(names) if names else ""
         meta = ", ".join(f"{a}={b}" for a, b in la.constexprs.items())
-        lines.append(f"{la.name}{extra}  grid={la.grid} warps={la.num_warps} stages={la.num_stages} {meta}")
+        plan_kernel = f" ({plan.origin[la.name]})" if la.name in plan.origin else ""
+        lines.append(f"{la.name}{extra}{plan_kernel}  grid={la.grid} warps={la.num_warps} "
+                     f"stages={la.num_stages} {meta}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,10 @@
-"""Suite-wide pytest setup: hypothesis profiles `ci` (default) and `long` (`--long` or MLPC_FUZZ_PROFILE=long)."""
+"""Suite-wide pytest setup: hypothesis profiles `ci` (default) and `long` (`--long` or MLPC_FUZZ_PROFILE=long).
+
+`ci` is derandomized: each test's examples are seeded from the test itself (same examples on every run and
+host, for a given hypothesis version, pinned in pyproject's `test` extra) and no example database is read or
+written, so a CI verdict depends only on the commit. `long` is the open-ended random search (with the
+database); every failure it finds is pinned with `@example` in the test, so `ci` keeps checking it.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,8 @@ from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.filter_too_much])
-# ci: derandomized (the same examples every run, no example database), so a run's verdict does not depend on
-# luck; `long` explores new random examples
-settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_COMMON)
+# hypothesis's default count for tests without their own; derandomize=True implies database=None
+settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("long", max_examples=2000, **_COMMON)
 PROFILES = ("ci", "long")
 

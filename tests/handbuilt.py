@@ -6,6 +6,7 @@ import numpy as np
 
 from mlpc.ir import Graph, Input, Output, Value
 from mlpc.ops import Builder, get
+from mlpc.ops.optim import inline_update
 from mlpc.types import DType, TensorType, f32
 
 
@@ -67,6 +68,7 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
     outputs = [Output("loss", lval)]
     state_inputs = []
     attrs = dict(opt_attrs or {})
+    consts: dict = {}
     params = [(inp.name, inp.value) for inp in inputs if inp.role == "param"]
     for name, p in params:
         g = grads[p]
@@ -74,19 +76,19 @@ def mlp_step_graph(sizes: list[int], batch: int, loss: str = "sce", optimizer: s
             m = Value(p.type, f"m.{name}")
             v = Value(p.type, f"v.{name}")
             state_inputs += [Input(f"adam.m.{name}", m, "state"), Input(f"adam.v.{name}", v, "state")]
-            pn, mn, vn = b.adam_update(p, g, m, v, t, **attrs)
+            pn, mn, vn = inline_update(b, "adam_update", p, g, [m, v], t, attrs, consts)
             outputs += [Output(name, pn), Output(f"adam.m.{name}", mn), Output(f"adam.v.{name}", vn)]
         elif optimizer == "sgd" and not attrs.get("momentum", 0.9):
-            outputs.append(Output(name, b.sgd_update(p, g, t, **attrs)))
+            outputs.append(Output(name, inline_update(b, "sgd_update", p, g, [], t, attrs, consts)))
         elif optimizer == "sgd":
             buf = Value(p.type, f"buf.{name}")
             state_inputs.append(Input(f"sgd.buf.{name}", buf, "state"))
-            pn, bn = b.sgd_update(p, g, buf, t, **{"momentum": 0.9, **attrs})
+            pn, bn = inline_update(b, "sgd_update", p, g, [buf], t, {"momentum": 0.9, **attrs}, consts)
             outputs += [Output(name, pn), Output(f"sgd.buf.{name}", bn)]
         else:
             u = Value(p.type, f"u.{name}")
             state_inputs.append(Input(f"momentum.u.{name}", u, "state"))
-            pn, un = b.momentum_update(p, g, u, t, **attrs)
+            pn, un = inline_update(b, "momentum_update", p, g, [u], t, attrs, consts)
             outputs += [Output(name, pn), Output(f"momentum.u.{name}", un)]
     one_i = b.full(value=1.0, dtype="i32", shape=())
     outputs.append(Output("t", b.add(t, one_i)))

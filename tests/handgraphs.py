@@ -8,6 +8,7 @@ import numpy as np
 
 from mlpc.ir import Graph, Input, Output, Value
 from mlpc.ops import Builder, get
+from mlpc.ops.optim import inline_update
 from mlpc.types import DType, TensorType, f32
 
 ACTS = ("relu", "sigmoid", "tanh", "gelu", "leaky_relu", "none")
@@ -55,26 +56,27 @@ def mlp_train_graph(sizes: list[int], batch: int, act: str = "relu", loss: str =
     t = Value(TensorType(DType.i32, ()), "t")
     state: list[Input] = []
     attrs = dict(opt_attrs or {})
+    consts: dict = {}
     for p in params:
         g = ct[p.value]
         if opt == "adam":
             m = Value(p.value.type, "adam.m." + p.name)
             v = Value(p.value.type, "adam.v." + p.name)
             state += [Input("adam.m." + p.name, m, "state"), Input("adam.v." + p.name, v, "state")]
-            pn, mn, vn = b.adam_update(p.value, g, m, v, t, **attrs)
+            pn, mn, vn = inline_update(b, "adam_update", p.value, g, [m, v], t, attrs, consts)
             outs += [Output(p.name, pn), Output("adam.m." + p.name, mn), Output("adam.v." + p.name, vn)]
         elif opt == "sgd":
             if attrs.get("momentum"):
                 buf = Value(p.value.type, "sgd.buf." + p.name)
                 state.append(Input("sgd.buf." + p.name, buf, "state"))
-                pn, bn = b.sgd_update(p.value, g, buf, t, **attrs)
+                pn, bn = inline_update(b, "sgd_update", p.value, g, [buf], t, attrs, consts)
                 outs += [Output(p.name, pn), Output("sgd.buf." + p.name, bn)]
             else:
-                outs.append(Output(p.name, b.sgd_update(p.value, g, t, **attrs)))
+                outs.append(Output(p.name, inline_update(b, "sgd_update", p.value, g, [], t, attrs, consts)))
         elif opt == "momentum":
             u = Value(p.value.type, "momentum.u." + p.name)
             state.append(Input("momentum.u." + p.name, u, "state"))
-            pn, un = b.momentum_update(p.value, g, u, t, **attrs)
+            pn, un = inline_update(b, "momentum_update", p.value, g, [u], t, attrs, consts)
             outs += [Output(p.name, pn), Output("momentum.u." + p.name, un)]
         else:
             raise ValueError(opt)

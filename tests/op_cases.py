@@ -19,7 +19,7 @@ class Case:
     op: str
     operands: list[TensorType]
     attrs: dict[str, Any] = field(default_factory=dict)
-    domain: str = "any"  # any | positive | away0 (|x| >= 0.2) | labels:<classes> | bool
+    domain: str = "any"  # any | positive | away0 (|x| >= 0.2) | labels:<classes> | bool | optimizer
     diff: list[int] | None = None  # operand indices to differentiate (default: all float operands)
 
     @property
@@ -85,11 +85,14 @@ def cases(dtype: str = "f64") -> list[Case]:
         Case("softmax_cross_entropy_grad", [T(f, 4, 5), T("i32", 4), T(f)], domain="labels:5"),
         Case("mse", [T(f, 3, 2), T(f, 3, 2)]),
         Case("one_hot", [T("i32", 4)], {"num_classes": 5, "dtype": f}, domain="labels:5"),
-        Case("sgd_update", [T(f, 3), T(f, 3), T("i32")], {"lr": 0.1}),
-        Case("sgd_update", [T(f, 3), T(f, 3), T(f, 3), T("i32")], {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
-        Case("momentum_update", [T(f, 3), T(f, 3), T(f, 3), T("i32")], {"unbiased": True}),
-        Case("adam_update", [T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T("i32")],
-             {"weight_decay": 0.01, "decoupled": True}),
+        # update ops: p, g, state..., t, then the f32[] hyperparameters (mlpc.ops.optim.hyper_names)
+        Case("sgd_update", [T(f, 3), T(f, 3), T("i32"), T(f), T(f)], {}, domain="optimizer"),
+        Case("sgd_update", [T(f, 3), T(f, 3), T(f, 3), T("i32"), T(f), T(f), T(f), T(f)],
+             {"momentum": True, "nesterov": True, "clip": True}, domain="optimizer"),
+        Case("momentum_update", [T(f, 3), T(f, 3), T(f, 3), T("i32"), T(f), T(f)], {"unbiased": True},
+             domain="optimizer"),
+        Case("adam_update", [T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T(f, 2, 3), T("i32"), T(f), T(f), T(f), T(f)],
+             {"decoupled": True}, domain="optimizer"),
         Case("eye", [], {"n": 3, "dtype": f}),
         Case("concat", [T(f, 2, 3), T(f, 4, 3)], {"axis": 0}),
         Case("concat", [T(f, 2, 3), T(f, 2, 1), T(f, 2, 2)], {"axis": 1}),
@@ -97,6 +100,7 @@ def cases(dtype: str = "f64") -> list[Case]:
         Case("slice", [T(f, 2, 6)], {"axis": 1, "start": 0, "stop": 2}),
         Case("linear_solve", [T(f, 3, 3), T(f, 3)], {"shift": 5.0}),
         Case("linear_solve", [T(f, 3, 3), T(f, 3, 2)], {"shift": 5.0, "method": "lu"}),
+        Case("dropout_mask", [T("i32")], {"p": 0.3, "seed": 7, "stream": 1, "shape": (5, 7)}),
     ]
 
 
@@ -109,6 +113,9 @@ def sample(case: Case, rng: np.random.Generator) -> list[np.ndarray]:
         elif t.dtype.is_int:
             hi = int(case.domain.split(":")[1]) if case.domain.startswith("labels:") else 5
             out.append(rng.integers(0, hi, t.shape).astype(t.dtype.numpy))
+        elif case.domain == "optimizer":  # hyperparameters in (0, 1), tensors >= 0 (Adam's v)
+            lo, hi = (0.05, 0.95) if t.rank == 0 else (0.0, 2.0)
+            out.append(rng.uniform(lo, hi, t.shape).astype(t.dtype.numpy))
         elif case.domain == "positive":
             out.append(rng.uniform(0.5, 2.0, t.shape).astype(t.dtype.numpy))
         elif case.domain == "away0":

@@ -6,7 +6,7 @@ import re
 
 # Bump when anything a caller relies on changes: function signatures, struct layouts, codes,
 # buffer semantics. Loaders refuse libraries of any other version.
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: runtime hyperparameters (buffers of role hyper, NAME_set_hyper/NAME_get_hyper)
 
 # Symbols every exported library defines besides its NAME_* API, for loaders that look a library
 # up through one dlopen handle (two libraries in one C program do not clash: C code never names them).
@@ -29,7 +29,7 @@ STATUS = {
 STATUS_NAME = {v: k for k, v in STATUS.items()}
 
 DTYPES = {"f32": 0, "i32": 1}
-ROLES = {"param": 0, "state": 1}
+ROLES = {"param": 0, "state": 1, "hyper": 2}
 
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.:\-/\[\]]+$")

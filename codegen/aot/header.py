@@ -14,7 +14,7 @@ typedef enum mlpc_status {
 } mlpc_status;
 
 typedef enum mlpc_dtype { MLPC_F32 = 0, MLPC_I32 = 1 } mlpc_dtype;
-typedef enum mlpc_role { MLPC_PARAM = 0, MLPC_STATE = 1 } mlpc_role;
+typedef enum mlpc_role { MLPC_PARAM = 0, MLPC_STATE = 1, MLPC_HYPER = 2 } mlpc_role;
 
 /* One parameter or optimizer-state buffer: the tensor "param/<name>" or "state/<name>" of a
  * checkpoint. Buffers are C-contiguous (row-major), 64-byte aligned, and owned by the state. */
@@ -49,8 +49,14 @@ def render_header(spec: LibrarySpec) -> str:
         f" * {'Inference only.' if spec.inference_only else 'Training step batch sizes: ' + trains + '.'}",
         " *",
         " * Conventions: functions return MLPC_OK (0) or an mlpc_status code; after a failure",
-        f" * {n}_last_error() describes it (per thread). A state is not thread-safe; distinct",
-        " * states may be used from different threads at once. Link with -l" + n + " (and -lm).",
+        f" * {n}_last_error() describes it (per thread).",
+        " *",
+        " * Threads: a state must not be used by two threads at once (guard each state with your own",
+        " * mutex; mlpc.load_library does). Distinct states may be used from different threads at once",
+        " * (their steps take turns on the library's worker pool). fork: the child may go on using the",
+        " * states it inherited, even if a parent thread was inside a call (the child restarts the pool;",
+        " * the state that call was updating may be half-updated in the child).",
+        " * Link with -l" + n + " (and -lm).",
         " */",
         f"#ifndef {N}_H",
         f"#define {N}_H",
@@ -107,6 +113,14 @@ def render_header(spec: LibrarySpec) -> str:
             "",
             f"/* The same for n rows; n must be one of the batch sizes the library was built for ({trains}). */",
             f"int {n}_train_step_n({n}_state *state, int64_t n, const float *x, const {ytype} *y, float *loss);",
+            "",
+            "/* Runtime hyperparameters of the training step (buffers of role MLPC_HYPER, saved as",
+            " * \"hyper/<name>\"): name is \"lr\", \"momentum\", \"beta\", \"beta1\", \"beta2\" or \"weight_decay\"",
+            " * (every parameter group's), or a buffer name such as \"hyper.g1.lr\" (one group's). The next step",
+            " * uses the value; nothing is recompiled. set: MLPC_E_ARGUMENT for an unknown name or a value",
+            " * out of range (negative, not finite, a beta outside [0, 1)). get: the first matching buffer's. */",
+            f"int {n}_set_hyper({n}_state *state, const char *name, double value);",
+            f"int {n}_get_hyper(const {n}_state *state, const char *name, double *value);",
             "",
         ]
     lines += [

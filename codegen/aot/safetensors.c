@@ -134,7 +134,8 @@ static int mlpc__metadata(mlpc__json *j, char checksum[65], int64_t *steps)
 
 /* Loads a safetensors image into the model's buffers (dst[i] for bufs[i]). Nothing is written
  * unless the whole file checks out: format, bounds, checksum (when present), names, dtypes and
- * shapes. Tensors named state/... are ignored when skip_state (inference-only libraries). */
+ * shapes. Tensors named state/... and hyper/... are ignored when skip_state (inference-only libraries);
+ * a missing hyper/... tensor (a checkpoint written before runtime hyperparameters) keeps the current value. */
 static int mlpc__st_read(const unsigned char *data, size_t size, const char *what, const mlpc__buf *bufs,
                          int nbuf, int skip_state, void *const *dst, int64_t *steps)
 {
@@ -268,7 +269,7 @@ static int mlpc__st_read(const unsigned char *data, size_t size, const char *wha
             if (!strcmp(bufs[b].key, e->name))
                 break;
         if (b == nbuf) {
-            if (skip_state && !strncmp(e->name, "state/", 6))
+            if (skip_state && (!strncmp(e->name, "state/", 6) || !strncmp(e->name, "hyper/", 6)))
                 continue;
             status = mlpc__fail(MLPC_E_MISMATCH, "%s holds tensor '%s', which this model does not have", what,
                                 e->name);
@@ -291,11 +292,13 @@ static int mlpc__st_read(const unsigned char *data, size_t size, const char *wha
         found[b] = (int)i + 1;
     }
     for (b = 0; b < nbuf; b++)
-        if (!found[b]) {
+        if (!found[b] && bufs[b].role != MLPC_HYPER) { /* checkpoints before ABI 2 have no hyper/ tensors */
             status = mlpc__fail(MLPC_E_MISMATCH, "%s lacks tensor '%s' needed by the model", what, bufs[b].key);
             goto done;
         }
     for (b = 0; b < nbuf; b++) {
+        if (!found[b])
+            continue;
         e = &entries[found[b] - 1];
         memcpy(dst[b], payload + e->begin, (size_t)(e->end - e->begin));
     }
@@ -362,13 +365,14 @@ static int mlpc__write_all(int fd, const void *data, size_t n)
 
 /* Writes the buffers as an mlpc checkpoint (safetensors): `meta_json` holds the model's fixed
  * metadata entries ("key":"value",...), the step count and the checksum are added here. The file
- * is written to a temporary name in the same folder, synced, and renamed over `path`. */
+ * is written to a temporary name in the same folder, synced, and renamed over `path`; when `path`
+ * is a symlink to an existing file, over that file (the link stays a link). */
 static int mlpc__st_write(const char *path, const mlpc__buf *bufs, int nbuf, void *const *src,
                           const int *sorted, const char *meta_json, int64_t steps)
 {
     mlpc__text t = {NULL, 0, 0, 0};
     mlpc__sha256 s;
-    char sum[65], *tmp = NULL;
+    char sum[65], *tmp = NULL, *real = NULL;
     uint64_t off = 0, hlen;
     int i, d, fd = -1, status = MLPC_OK;
 
@@ -400,6 +404,9 @@ static int mlpc__st_write(const char *path, const mlpc__buf *bufs, int nbuf, voi
         status = mlpc__fail(MLPC_E_NOMEM, "save %s: out of memory", path);
         goto done;
     }
+    real = realpath(path, NULL); /* NULL when the file does not exist yet: write `path` itself */
+    if (real)
+        path = real;
     tmp = (char *)malloc(strlen(path) + 16);
     if (!tmp) {
         status = mlpc__fail(MLPC_E_NOMEM, "save %s: out of memory", path);
@@ -444,6 +451,7 @@ done:
         unlink(tmp);
         free(tmp);
     }
+    free(real);
     free(t.p);
     return status;
 }

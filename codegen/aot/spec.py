@@ -22,7 +22,7 @@ class BufferSpec:
     """A parameter or optimizer-state buffer the library owns."""
 
     name: str
-    role: str               # "param" | "state"
+    role: str               # "param" | "state" | "hyper"
     dtype: str              # "f32" | "i32"
     shape: tuple[int, ...]
 

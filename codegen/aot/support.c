@@ -18,7 +18,7 @@
 typedef struct mlpc__buf {
     const char *name;      /* "0.weight" */
     const char *key;       /* "param/0.weight", the tensor's name in a checkpoint */
-    int role;              /* MLPC_PARAM or MLPC_STATE */
+    int role;              /* MLPC_PARAM, MLPC_STATE or MLPC_HYPER */
     int dtype;             /* MLPC_F32 or MLPC_I32 */
     int ndim;
     const int64_t *shape;

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from llvmlite import ir
 
-from codegen.llvm.irutil import F32, FAST, I32, const, intrinsic
+from codegen.llvm.irutil import CONTRACT, F32, I32, const, intrinsic
 from mlpc.errors import MlpcError
 from mlpc.ops import registry
 from mlpc.ops import scalar as S
@@ -116,13 +116,13 @@ def _rule(name: str, attrs: tuple[tuple[str, Any], ...]) -> S.Expr:
 def emit(b: ir.IRBuilder, name: str, attrs: dict[str, Any], args: list[ir.Value], dtypes: list[DType],
          out: DType, lanes: int = 1) -> ir.Value:
     """The IR for one elementwise op applied to already-loaded (and broadcast) operands: its scalar
-    rule (beside the op in mlpc/ops) rendered with fast-math arithmetic."""
+    rule (beside the op in mlpc/ops) rendered with contractible (not otherwise fast-math) arithmetic."""
     expr = _rule(name, tuple(sorted(attrs.items())))
-    return render(b, expr, args, dtypes, out, lanes, FAST, name)
+    return render(b, expr, args, dtypes, out, lanes, CONTRACT, name)
 
 
 def render(b: ir.IRBuilder, expr: S.Expr, args: list[ir.Value], dtypes: list[DType], out: DType,
-           lanes: int = 1, flags: tuple[str, ...] = FAST, what: str = "expression") -> ir.Value:
+           lanes: int = 1, flags: tuple[str, ...] = CONTRACT, what: str = "expression") -> ir.Value:
     """A scalar expression over loaded values `args` (of `dtypes`); casts convert to `out`."""
     memo: dict[int, tuple[ir.Value, DType]] = {}
     f32_type = F32 if lanes == 1 else ir.VectorType(F32, lanes)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from codegen.llvm import ewops
-from codegen.llvm.irutil import F32, FAST, I1, I32, I64, alloca_entry, const, gep, i64, loop, mem_type
+from codegen.llvm.irutil import CONTRACT, F32, I1, I32, I64, REDUCE, alloca_entry, const, gep, i64, loop, mem_type
 from mlpc.ir import Op, Value
 
 ACC_REGS = {16: 24, 8: 12, 4: 12, 1: 16}  # accumulators that fit the register file with room to spare
@@ -403,7 +403,7 @@ class GemmEmitter:
                         if cs.name == "mean":
                             x = b.fmul(x, const(F32, 1.0 / s.m))
                         p = gep(b, F32, self.ptr(cs.result), cols[c])
-                        b.store(b.fadd(b.load(p, typ=F32), x, flags=FAST), p)
+                        b.store(b.fadd(b.load(p, typ=F32), x, flags=REDUCE), p)
 
     # ---- epilogue ------------------------------------------------------------------------
     def operand(self, v: Value, tile: dict, rows: list[ir.Value], j0: ir.Value,
@@ -463,12 +463,12 @@ class GemmEmitter:
                 acc = t[0][vv]
                 for r in range(1, mr):
                     keep = self.splat(b.icmp_signed("<", i64(r), rv))
-                    acc = b.fadd(acc, b.select(keep, t[r][vv], zero), flags=FAST)
+                    acc = b.fadd(acc, b.select(keep, t[r][vv], zero), flags=REDUCE)
                 if scale != 1.0:
-                    acc = b.fmul(acc, const(self.vty, scale), flags=FAST)
+                    acc = b.fmul(acc, const(self.vty, scale), flags=CONTRACT)
                 idx = b.add(j0, i64(vv * w))
                 old = self.vload(out, idx, masks[vv])
-                self.vstore(b.fadd(old, acc, flags=FAST), out, idx, masks[vv])
+                self.vstore(b.fadd(old, acc, flags=REDUCE), out, idx, masks[vv])
 
 
 def _transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:

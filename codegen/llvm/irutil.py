@@ -18,8 +18,15 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()  # opaque pointer (LLVM >= 17)
 
-# no nnan/ninf: NaN and Inf must flow through so the trainer can detect divergence.
-FAST = ("reassoc", "nsz", "arcp", "contract", "afn")
+# Fast-math flags (see README "Floating point"). Elementwise float ops get `contract` only (a*b+c may
+# become one FMA); nothing that changes IEEE special cases the NumPy reference produces: no nsz (signed
+# zeros: x / (0 - 0.0) is +inf, not -inf), no arcp (x / y stays a division, not x * (1/y)), no afn, no
+# nnan/ninf (NaN and Inf must flow through so the trainer can detect divergence), and no reassoc (which
+# rewrites (x / y) * y to x, even where x / y overflows). Only accumulations of a reduction (sum, mean,
+# mse, softmax row sums, column sums) get `reassoc` as well, so their loops vectorize: summation order
+# is all it changes, as a different BLAS kernel would.
+CONTRACT = ("contract",)
+REDUCE = ("reassoc", "contract")
 
 
 def vec(ty: ir.Type, lanes: int) -> ir.Type:

@@ -15,12 +15,13 @@ from llvmlite import ir
 
 from codegen.llvm import ewops
 from codegen.llvm.irutil import (
+    CONTRACT,
     F32,
     F64,
-    FAST,
     I1,
     I32,
     I64,
+    REDUCE,
     alloca_entry,
     const,
     elem_type,
@@ -33,7 +34,7 @@ from codegen.llvm.irutil import (
 )
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
-from mlpc.ops.optim import StepScalar, UpdateRule, update_rule
+from mlpc.ops.optim import StepScalar, UpdateRule, split_operands, update_rule
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
 
@@ -178,7 +179,7 @@ def emit_reduce(c: KCtx, op: Op) -> None:
             val = b.load(gep(b, F32, src, in_off), typ=F32)
             p = gep(b, F32, out, out_off)
             cur = b.load(p, typ=F32)
-            new = ewops._max(b, cur, val) if op.name == "max" else b.fadd(cur, val, flags=FAST)
+            new = ewops._max(b, cur, val) if op.name == "max" else b.fadd(cur, val, flags=REDUCE)
             b.store(new, p)
             return
         with loop(b, 0, shape[d], name=f"r{d}") as i:
@@ -202,8 +203,8 @@ def emit_mse(c: KCtx, op: Op) -> None:
     acc = alloca_entry(b, F32, "acc")
     b.store(const(F32, 0.0), acc)
     with loop(b, 0, p.type.size, name="e") as i:
-        d = b.fsub(c.read(p, i), c.read(t, i), flags=FAST)
-        b.store(b.fadd(b.load(acc, typ=F32), b.fmul(d, d, flags=FAST), flags=FAST), acc)
+        d = b.fsub(c.read(p, i), c.read(t, i), flags=CONTRACT)
+        b.store(b.fadd(b.load(acc, typ=F32), b.fmul(d, d, flags=REDUCE), flags=REDUCE), acc)
     res = b.fdiv(b.load(acc, typ=F32), const(F32, float(max(p.type.size, 1))))
     b.store(res, c.ptr(op.result))
 
@@ -223,7 +224,7 @@ def _row_max_sum(c: KCtx, src: ir.Value, row: ir.Value, cols: int) -> tuple[ir.V
     b.store(const(F32, 0.0), sm)
     with loop(b, 0, cols, name="cs") as j:
         x = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=FAST), sm)
+        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=REDUCE), sm)
     return m, b.load(sm, typ=F32)
 
 
@@ -254,7 +255,7 @@ def emit_rowwise(c: KCtx, op: Op) -> None:
             inv = b.fdiv(const(F32, 1.0), s)
             with loop(b, 0, cols, name="cw") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=FAST), gep(b, F32, out, b.add(row, j)))
+                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT), gep(b, F32, out, b.add(row, j)))
         else:
             shift = b.fadd(m, intrinsic(b, "log", F32, [s]))
             with loop(b, 0, cols, name="cw") as j:
@@ -296,14 +297,14 @@ def emit_softmax_ce(c: KCtx, ops: list[Op], colsums: list[Op]) -> None:
             out = c.ptr(bwd.result)
             with loop(b, 0, cols, name="cg") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=FAST)
+                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT)
                 hot = b.uitofp(b.icmp_signed("==", j, lab), F32)
                 d = b.fmul(b.fsub(p, hot), scale)
                 b.store(d, gep(b, F32, out, b.add(row, j)))
                 for cs in colsums:
                     q = gep(b, F32, c.ptr(cs.result), j)
                     add = d if cs.name == "sum" else b.fmul(d, const(F32, 1.0 / rows))
-                    b.store(b.fadd(b.load(q, typ=F32), add, flags=FAST), q)
+                    b.store(b.fadd(b.load(q, typ=F32), add, flags=REDUCE), q)
     if fwd is not None:
         b.store(b.fdiv(b.load(loss, typ=F32), const(F32, float(rows))), c.ptr(fwd.result))
 
@@ -344,12 +345,20 @@ def optimizer_threaded(ops: list[Op], nt: int) -> bool:
     return nt > 1 and sum(o.operands[0].type.size for o in ops) >= THREAD_MIN_ELEMS
 
 
-def _bias_correction(c: KCtx, t: Value, beta: float) -> ir.Value:
-    """f32(1 - beta**(t+1)), computed in double like the NumPy reference."""
+def _bias_correction(c: KCtx, t: Value, beta: ir.Value) -> ir.Value:
+    """f32(1 - beta**(t+1)) for a runtime f32 beta, computed in double like the NumPy reference."""
     b = c.b
     step = b.sitofp(b.add(c.read(t, i64(0)), ir.Constant(I32, 1)), F64)
-    pw = intrinsic(b, "pow", F64, [ir.Constant(F64, beta), step])
+    pw = intrinsic(b, "pow", F64, [b.fpext(beta, F64), step])
     return b.fptrunc(b.fsub(ir.Constant(F64, 1.0), pw), F32)
+
+
+def _prelude(c: KCtx, op: Op, rule: UpdateRule) -> list[ir.Value]:
+    """Per-op scalars computed once per step, in the rule's argument order after the tensors: the
+    runtime hyperparameters (read from their f32[] operands), then the rule's step scalars."""
+    _, t, hyper = split_operands(op.name, op.attrs, op.operands)
+    hv = {n: c.read(v, i64(0)) for n, v in hyper.items()}
+    return [hv[n] for n in rule.hypers] + [_step_scalar(c, t, sc, hv) for sc in rule.scalars]
 
 
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
@@ -358,12 +367,9 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     # step in cache instead of being evicted by the other parameters' moments
     grads = {o.result: o for o in ops if o.name == "matmul"}  # rank-K weight gradients, recomputed here
     for op in reversed([o for o in ops if o.name != "matmul"]):
-        a = op.attrs
         n = op.operands[0].type.size
-        t = op.operands[-1]
-        rule = update_rule(op.name, a)
-        pre = [_step_scalar(c, t, sc) for sc in rule.scalars]
-        update = functools.partial(_emit_update, c, op, rule, pre, outputs)
+        rule = update_rule(op.name, op.attrs)
+        update = functools.partial(_emit_update, c, op, rule, _prelude(c, op, rule), outputs)
         mm = grads.get(op.operands[1])
         if mm is None:
             lo, hi = c.span(n)
@@ -384,12 +390,12 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
                 update(b.add(b.mul(r, i64(cols)), col), g)
 
 
-def _step_scalar(c: KCtx, t: Value, s: StepScalar) -> ir.Value:
+def _step_scalar(c: KCtx, t: Value, s: StepScalar, hyper: dict[str, ir.Value]) -> ir.Value:
     """A per-step scalar of an update rule, computed once before the element loop."""
     if s.kind == "first_step":
         return c.b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
     if s.kind == "bias_correction":
-        return _bias_correction(c, t, s.beta)
+        return _bias_correction(c, t, hyper[s.beta])
     raise MlpcError(f"llvm backend: unknown step scalar {s.kind!r}")
 
 
@@ -398,9 +404,11 @@ def _emit_update(c: KCtx, op: Op, rule: UpdateRule, pre: list[ir.Value], outputs
     """One element of an update op at index i (g: the gradient if computed in registers): the op's
     update rule (mlpc/ops/optim.py) rendered with contractible arithmetic."""
     b = c.b
-    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(op.operands[:-1])]
+    tensors, _, _ = split_operands(op.name, op.attrs, op.operands)
+    vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(tensors)]
     args = vals + pre
-    dts = [DType.f32] * len(vals) + [DType.i1 if s.kind == "first_step" else DType.f32 for s in rule.scalars]
+    dts = ([DType.f32] * (len(vals) + len(rule.hypers))
+           + [DType.i1 if s.kind == "first_step" else DType.f32 for s in rule.scalars])
     for r, e in zip(op.results, rule.outputs):
         if r in outputs:
             v = ewops.render(b, e, args, dts, DType.f32, 1, ("contract",), op.name)

@@ -15,12 +15,13 @@ from llvmlite import ir
 
 from codegen.llvm import PROFILE, linalg, threads
 from codegen.llvm import kernels as K
+from codegen.llvm.dropout import emit_dropout_mask
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
-from passes.fusion import FusionPlan, Kernel
 from passes.memory import MemoryPlan
+from passes.plan import FusionPlan, Kernel
 
 
 @dataclass
@@ -230,7 +231,8 @@ def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> 
     elif k.kind == "transpose":
         K.emit_transpose(c, ops[0])
     elif k.kind == "fill":
-        (linalg.emit_eye if ops[0].name == "eye" else K.emit_fill)(c, ops[0])
+        fill = {"eye": linalg.emit_eye, "dropout_mask": emit_dropout_mask}.get(ops[0].name, K.emit_fill)
+        fill(c, ops[0])
     elif k.kind == "copy":
         linalg.emit_copy(c, ops[0])
     elif k.kind == "solve":

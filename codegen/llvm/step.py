@@ -14,8 +14,8 @@ from mlpc.types import DType
 if TYPE_CHECKING:  # codegen is imported on a compile-cache miss only (check_dtypes runs on every lower)
     from codegen.llvm.module import StepModule
     from codegen.llvm.target import Target
-    from passes.fusion import FusionPlan
     from passes.memory import MemoryPlan
+    from passes.plan import FusionPlan
 
 LABEL_OPS = {"softmax_cross_entropy": 1, "softmax_cross_entropy_grad": 1, "one_hot": 0}  # op -> label operand
 
@@ -53,12 +53,13 @@ def label_checks(graph: Graph) -> list[tuple[str, int]]:
 def build_step(graph: Graph, target: Target, who: str, profile: bool = PROFILE) -> BuiltStep:
     """Fuse, plan and generate `graph` (the same code for the JIT backend and the exported library)."""
     from codegen.llvm.module import build_module, scratch_needs
+    from codegen.llvm.policy import MEMORY, POLICY
     from passes.fusion import fuse
     from passes.memory import plan_memory
 
     check_dtypes(graph, who)
-    plan = fuse(graph)
-    mem = plan_memory(plan, scratch_needs(plan, target))
+    plan = fuse(graph, POLICY)
+    mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
     labels = label_checks(graph)
     step = build_module(plan, mem, target, labels=labels or None, profile=profile)
     return BuiltStep(plan, mem, labels, step)

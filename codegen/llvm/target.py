@@ -59,6 +59,9 @@ def lanes_for(features: str) -> int:
     return 1
 
 
+MAX_THREADS = 1024  # threads of a step's worker pool (MLPC_NUM_THREADS)
+
+
 def host_threads() -> int:
     """MLPC_NUM_THREADS if set (an integer, or `auto`); auto = the CPUs in this process's affinity
     mask, but 1 when the 1-minute load average already exceeds them: on an oversubscribed machine a
@@ -66,9 +69,12 @@ def host_threads() -> int:
     env = os.environ.get("MLPC_NUM_THREADS", "auto").strip().lower()
     if env not in ("", "auto"):
         try:
-            return max(1, int(env))
+            n = int(env)
         except ValueError:
-            raise MlpcError(f"MLPC_NUM_THREADS must be a positive integer or 'auto', got {env!r}") from None
+            n = 0
+        if not 1 <= n <= MAX_THREADS:
+            raise MlpcError(f"MLPC_NUM_THREADS must be an integer in [1, {MAX_THREADS}] or 'auto', got {env!r}")
+        return n
     try:
         cpus = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux

@@ -5,9 +5,10 @@ worth splitting, the first call starts target.threads - 1 POSIX threads (pthread
 in the module's pool; every step publishes `args`, bumps a generation counter (futex wake only if a
 worker sleeps), runs thread 0's share of the kernel sequence and meets the workers at a final
 barrier. Idle workers spin briefly with `pause` and then sleep on a futex, so an oversubscribed
-machine does not livelock. A step lock serializes concurrent callers; a changed getpid() (fork)
-restarts the pool; `void mlpc_shutdown(void)` stops and joins the workers (called before the code is
-freed). Steps with only small kernels run on the calling thread and never start the pool.
+machine does not livelock. A step lock (holding its owner's pid) serializes concurrent callers; after
+fork a child steals a lock its parent's threads held, and a changed getpid() restarts the pool;
+`void mlpc_shutdown(void)` stops and joins the workers (called before the code is freed).
+Steps with only small kernels run on the calling thread and never start the pool.
 Flush-to-zero: every thread runs kernels with MXCSR FTZ|DAZ set; the caller's MXCSR is restored.
 """
 
@@ -211,20 +212,28 @@ def step_function(mod: ir.Module, body: ir.Function, nt: int, target: Target,
     wb.branch(head)
 
     def lock(bb: ir.IRBuilder) -> None:
-        pre = bb.block
+        """Take the step lock, which holds its owner's pid. A lock held by another pid was taken in the
+        process this one was forked from, by a thread that does not exist here: it is stolen (fork safety)."""
+        me = bb.call(getpid, [])
         spin = bb.append_basic_block("lock")
+        busy = bb.append_basic_block("lock.busy")
+        steal = bb.append_basic_block("lock.steal")
+        wait = bb.append_basic_block("lock.wait")
         got = bb.append_basic_block("locked")
         bb.branch(spin)
         bb.position_at_end(spin)
-        was = bb.atomic_rmw("xchg", islot(bb, LOCK), ir.Constant(I32, 1), "seq_cst")
-        busy = bb.icmp_signed("!=", was, ir.Constant(I32, 0))
-        wait = bb.append_basic_block("lock.wait")
-        bb.cbranch(busy, wait, got)
+        res = bb.cmpxchg(islot(bb, LOCK), ir.Constant(I32, 0), me, "seq_cst", "seq_cst")
+        bb.cbranch(bb.extract_value(res, 1), got, busy)
+        bb.position_at_end(busy)
+        holder = bb.extract_value(res, 0)
+        bb.cbranch(bb.icmp_signed("!=", holder, me), steal, wait)
+        bb.position_at_end(steal)
+        res2 = bb.cmpxchg(islot(bb, LOCK), holder, me, "seq_cst", "seq_cst")
+        bb.cbranch(bb.extract_value(res2, 1), got, spin)
         bb.position_at_end(wait)
         bb.call(yield_fn, [])
         bb.branch(spin)
         bb.position_at_end(got)
-        _ = pre
 
     def unlock(bb: ir.IRBuilder) -> None:
         bb.atomic_rmw("xchg", islot(bb, LOCK), ir.Constant(I32, 0), "seq_cst")

@@ -2,7 +2,7 @@
  *
  *   mlpc aot examples/models/mnist_mlp.py -o build --name mnist_mlp      (or mlpc.export(trainer, "build", "mnist_mlp"))
  *   gunzip -kr mlpc/data/mnist                                           (this program reads raw IDX files)
- *   cc -O2 -Ibuild examples/c/train_mnist.c -Lbuild -lmnist_mlp -Wl,-rpath,build -lm -o train_mnist
+ *   cc -O2 -Ibuild examples/c/train_mnist.c -Lbuild -lmnist_mlp -Wl,-rpath,'$ORIGIN/build' -lm -o train_mnist
  *   ./train_mnist mlpc/data/mnist 500 [--load in.safetensors] [--save out.safetensors]
  *
  * Step i trains on rows [(i mod E) * B, (i mod E) * B + B) of the training set in file order,

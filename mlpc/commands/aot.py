@@ -6,24 +6,52 @@ import argparse
 import os
 from typing import Any
 
+from mlpc.commands import argtypes
 from mlpc.commands.common import add_model_args, compile_from_args
+
+# libNAME.so with these names would shadow a system library on the printed link line (-lm, -lc, ...)
+SYSTEM_LIBRARIES = frozenset({
+    "c", "m", "pthread", "dl", "rt", "util", "resolv", "crypt", "nsl", "anl", "mvec", "gcc", "gcc_s", "atomic",
+    "stdc++", "c++", "gomp", "omp", "z", "ssl", "crypto", "ffi", "bsd", "cap", "numa", "unwind", "ld",
+    "python3", "BrokenLocale", "nss_files", "nss_dns", "thread_db", "SegFault", "memusage", "pcprofile",
+})
+
+
+def library_name(text: str) -> str:
+    """--name: a C identifier that does not name a system library."""
+    from codegen.aot.abi import check_library_name
+    from mlpc.errors import MlpcError
+
+    try:
+        check_library_name(text)
+    except MlpcError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if text in SYSTEM_LIBRARIES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} would write lib{text}.so, which shadows the system library lib{text} on the link line "
+            f"(-l{text}); choose another name, e.g. {text}_model")
+    return text
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("aot", help="export a model as libNAME.so + NAME.h (C ABI, no Python at run time)")
     add_model_args(p, default_backend="numpy")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--name", default=None, help="library name, a C identifier (default: the model file's name)")
+    p.add_argument("--name", type=library_name, default=None,
+                   help="library name, a C identifier that is not a system library's (m, c, pthread, ...); "
+                        "default: the model file's name")
     p.add_argument("--inference", action="store_true", help="predict only: leave out backward and optimizer")
     p.add_argument("--weights", default=None, help="start from this checkpoint (Trainer.save / mlpc train --save)")
     p.add_argument("--generic", action="store_true", help="baseline x86-64 code (SSE2; no AVX, AVX2, AVX-512)")
     p.add_argument("--cpu", default=None, help="LLVM cpu name to compile for (default: this machine's)")
     p.add_argument("--features", default=None,
                    help='LLVM features for --cpu, e.g. "+avx,+avx2,+fma" (sets the vector width and the CPU check)')
-    p.add_argument("--threads", type=int, default=None, help="worker threads compiled into the step")
-    p.add_argument("--train-batch", type=int, action="append", default=[],
+    p.add_argument("--threads", type=argtypes.int_range(1, 1024), default=None,  # codegen.llvm.target.MAX_THREADS
+                   help="worker threads compiled into the step (1 to 1024)")
+    p.add_argument("--train-batch", type=argtypes.batch_size, action="append", default=[],
                    help="also compile a training step for this many rows (repeatable), e.g. an epoch's last batch")
-    p.add_argument("--predict-batch", type=int, default=None, help="rows per predict call (default: batch size)")
+    p.add_argument("--predict-batch", type=argtypes.batch_size, default=None,
+                   help="rows per predict call (default: batch size)")
     p.add_argument("--keep-sources", action="store_true",
                    help="keep the generated C, assembly, LLVM IR and object files")
     p.set_defaults(func=run)
@@ -40,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         trainer.load_state({k.split("/", 1)[1]: v for k, v in tensors.items()})
     name = args.name or (library_name_for(os.path.splitext(os.path.basename(args.model))[0]) if args.model
                          else "mlp")
+    if name in SYSTEM_LIBRARIES:  # only a name taken from the model file's name gets here
+        print(f"note: lib{name}.so would shadow the system library lib{name}; naming the library model_{name}")
+        name = f"model_{name}"
     result = export(trainer, args.output, name, inference=args.inference, generic=args.generic, cpu=args.cpu,
                     features=args.features, threads=args.threads, train_batches=args.train_batch,
                     predict_batch=args.predict_batch, keep_sources=args.keep_sources)

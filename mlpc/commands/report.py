@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from mlpc.commands import argtypes
 from mlpc.commands.common import add_model_args, compile_from_args
 
 
@@ -13,7 +14,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("report", help="write an HTML report: stages, kernels, roofline, memory plan")
     add_model_args(p)
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per kernel (median is shown)")
+    p.add_argument("--repeats", type=argtypes.int_range(1, 100000), default=5,
+                   help="timed runs per kernel, at least 1 (median is shown)")
     p.add_argument("--no-fusion", action="store_true", help="one kernel per op even when a fusion pass exists")
     p.add_argument("--refresh-roofline", action="store_true",
                    help="measure this machine's peak FLOP/s and bandwidth again instead of using the cache")
@@ -37,11 +39,8 @@ def write_file(path: str, data: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlpc.errors import MlpcError
     from mlpc.inspection import Inspection
 
-    if args.repeats < 1:
-        raise MlpcError(f"--repeats must be at least 1, got {args.repeats}")
     trainer = compile_from_args(args)
     view = Inspection(trainer, repeats=args.repeats, use_fusion=not args.no_fusion)
     if args.refresh_roofline:

@@ -22,8 +22,8 @@ def initializer(name: str) -> Initializer:
             c = float(name[:-2])
         except ValueError:
             raise MlpcError(f"bad initialization {name!r}: expected c/n with a number c, e.g. 2/n") from None
-        if c < 0:
-            raise MlpcError(f"bad initialization {name!r}: the variance must be >= 0")
+        if not c >= 0 or c == float("inf"):
+            raise MlpcError(f"bad initialization {name!r}: the variance must be a finite number >= 0")
         return init.normal_fan_in(c)
     try:
         return init.from_spec(name)

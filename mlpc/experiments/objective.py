@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mlpc.errors import MlpcError
-from mlpc.optim import Optimizer
+from mlpc.optim import Optimizer, hyper_feed
 from mlpc.tracing import Tracer
 from mlpc.types import DType, TensorType
 
@@ -39,6 +39,8 @@ class CompiledObjective:
                 self.state[inp.name] = self.backend.to_device(theta0)
             elif inp.role == "state":
                 self.state[inp.name] = self.backend.to_device(np.zeros(inp.value.shape, inp.value.dtype.numpy))
+        for name, value in hyper_feed(self.graph, [optimizer.hyper_values()]).items():
+            self.state[name] = self.backend.to_device(value)
 
     @property
     def theta(self) -> np.ndarray:

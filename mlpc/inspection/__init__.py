@@ -20,8 +20,8 @@ STAGE_HELP = {
     "autodiff": "after reverse-mode autodiff: gradients as outputs",
     "optimizer": "after the optimizer pass: update ops, state inputs/outputs",
     "simplified": "after fold, algebraic, cse and dce: what the backend gets",
-    "fused": "ops grouped into kernels (fusion pass)",
-    "planned": "the static memory arena (memory-planning pass)",
+    "fused": "ops grouped into kernels (the planner, under the backend's policy)",
+    "planned": "the static memory arena / pool (memory planner)",
     "llvm": "LLVM IR of the kernels and step driver",
     "asm": "native assembly from LLVM",
     "triton": "Triton kernel source",
@@ -87,6 +87,7 @@ class Inspection:
         self._plans: dict[str, KernelPlan] = {}
         self._timed: KernelPlan | None = None
         self.time_source = ""
+        self._predict_graph: Graph | None = None
 
     # --- stages -------------------------------------------------------------------------
     def stages(self) -> list[str]:
@@ -94,12 +95,21 @@ class Inspection:
         return list(self.trainer.stages())
 
     def ir(self, stage: str = "simplified") -> str:
+        """A stage's text; `predict` (the forward-only inference graph) is compiled on first request."""
+        if stage == "predict" and stage not in self.trainer.stages():
+            self.trainer._compiled_for("predict", self.trainer.batch_size)
         if stage not in self.trainer.stages():
-            raise MlpcError(f"no stage {stage!r}; stages: {', '.join(self.stages())}")
+            raise MlpcError(f"no stage {stage!r}; stages: {', '.join(self.stages())}, predict")
         return str(self.trainer.ir(stage))
 
     def graph(self, stage: str = "simplified") -> Graph:
         """The IR graph of a graph stage; fused/planned show the simplified graph (what gets lowered)."""
+        if stage == "predict":
+            if self._predict_graph is None:
+                from mlpc.parser import parse
+
+                self._predict_graph = parse(self.ir("predict"))
+            return self._predict_graph
         if stage in ("fused", "planned") and stage in self.trainer.stages():
             stage = "simplified"
         if stage not in GRAPH_STAGES or stage not in self.trainer.stages():
@@ -203,7 +213,7 @@ class Inspection:
         from .dot import to_dot
 
         g = self.graph(stage)
-        return to_dot(g, self.kernel_plan(stage if stage in GRAPH_STAGES else "simplified"),
+        return to_dot(g, self.kernel_plan(stage if stage in (*GRAPH_STAGES, "predict") else "simplified"),
                       title=f"@{g.name} after {stage}")
 
     def render(self, stage: str = "simplified", fmt: str = "svg") -> bytes:

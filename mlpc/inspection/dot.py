@@ -16,7 +16,7 @@ PALETTE = ["#aed6f1", "#a9dfbf", "#f9e79f", "#f5cba7", "#d7bde2", "#a3e4d7", "#f
            "#abebc6", "#fad7a0", "#d6eaf8", "#e8daef"]
 KIND_COLORS = {"matmul": "#aed6f1", "elementwise": "#a9dfbf", "reduction": "#f9e79f", "loss": "#f5cba7",
                "optimizer": "#d7bde2", "shape": "#d5dbdb", "constant": "#eeeeee", "other": "#fadbd8"}
-ROLE_COLORS = {"data": "#ffffff", "param": "#fff3c4", "state": "#e3f2fd"}
+ROLE_COLORS = {"data": "#ffffff", "param": "#fff3c4", "state": "#e3f2fd", "hyper": "#e8f5e9"}
 
 NO_DOT = ("the Graphviz `dot` program is not on PATH, so --format {fmt} cannot be made; "
           "install Graphviz (Debian/Ubuntu: apt-get install graphviz, macOS: brew install graphviz) "

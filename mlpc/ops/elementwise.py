@@ -14,6 +14,10 @@ from mlpc.types import DType, TensorType
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_K = 0.044715
+# GELU's tanh argument is computed from x clamped to [-GELU_SAT, GELU_SAT]: at |x| = 10 the argument is
+# 43.7 and tanh is exactly +-1 in float32 and float64, so nothing changes for |x| <= 10 while x^3 can no
+# longer overflow (which made the gradient (1 - tanh^2) * 3kx^2 = 0 * inf = NaN beyond |x| ~ 1.8e19).
+GELU_SAT = 10.0
 
 
 def broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -246,24 +250,28 @@ def _gelu_ref(x):
     c = np.asarray(GELU_C, x.dtype)
     k = np.asarray(GELU_K, x.dtype)
     half = np.asarray(0.5, x.dtype)
-    return half * x * (1 + np.tanh(c * (x + k * x * x * x)))
+    xc = np.clip(x, -GELU_SAT, GELU_SAT).astype(x.dtype)
+    return half * x * (1 + np.tanh(c * (xc + k * xc * xc * xc)))
 
 
 def _gelu_vjp(b: Builder, op, cts):
     """d/dx of the tanh-approximate GELU, written in primitive ops so it differentiates again."""
     x = op.operands[0]
     s = lambda v: b.scalar(v, x)  # noqa: E731
-    x2 = b.square(x)
-    t = b.tanh(b.mul(s(GELU_C), b.add(x, b.mul(s(GELU_K), b.mul(x2, x)))))
+    xc = b.minimum(b.maximum(x, s(-GELU_SAT)), s(GELU_SAT))  # saturated: see GELU_SAT
+    x2 = b.square(xc)
+    t = b.tanh(b.mul(s(GELU_C), b.add(xc, b.mul(s(GELU_K), b.mul(x2, xc)))))
     left = b.mul(s(0.5), b.add(s(1.0), t))
     dt = b.mul(b.sub(s(1.0), b.square(t)), b.mul(s(GELU_C), b.add(s(1.0), b.mul(s(3 * GELU_K), x2))))
     deriv = b.add(left, b.mul(b.mul(s(0.5), x), dt))
     return [b.mul(cts[0], deriv)]
 
 
-# 0.5 x (1 + tanh(u)) = x sigmoid(2u): saturates (x -> -inf: x / inf = -0, x -> inf: x) without NaN
+# 0.5 x (1 + tanh(u)) = x sigmoid(2u), u from x clamped to GELU_SAT like the reference: saturates
+# (x -> -inf: -0, x -> inf: x) without NaN and x^3 never overflows
+_XC = S.minimum(S.maximum(X, -GELU_SAT), GELU_SAT)
 _unary("gelu", _gelu_ref, _gelu_vjp, "tanh-approximate GELU: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))",
-       _same(X * S.sigmoid((2 * GELU_C) * (X + GELU_K * (X * X * X)))), 8, activation=True)
+       _same(X * S.sigmoid((2 * GELU_C) * (_XC + GELU_K * (_XC * _XC * _XC)))), 8, activation=True)
 
 
 _erf_ufunc = np.frompyfunc(math.erf, 1, 1)

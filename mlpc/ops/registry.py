@@ -73,6 +73,7 @@ def _load_all() -> None:
     import mlpc.ops.linalg  # noqa: F401
     import mlpc.ops.nn  # noqa: F401
     import mlpc.ops.optim  # noqa: F401
+    import mlpc.ops.random  # noqa: F401
     import mlpc.ops.structural  # noqa: F401
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from mlpc.ir import Graph, Input, Output, Value
 from mlpc.ops import Builder, all_ops
+from mlpc.ops.optim import split_attrs
 from mlpc.types import DType, TensorType, f32
 from tests.handgraphs import assert_close, run_both
 from tests.op_cases import cases
@@ -118,6 +119,8 @@ OPTIMIZERS = [
     ("sgd_update", 1, {"momentum": 0.9}), ("sgd_update", 1, {"momentum": 0.9, "nesterov": True, "dampening": 0.0}),
     ("sgd_update", 1, {"momentum": 0.8, "dampening": 0.3, "weight_decay": 0.05}),
     ("momentum_update", 1, {"beta": 0.9}), ("momentum_update", 1, {"beta": 0.8, "unbiased": True}),
+    ("adam_update", 2, {"clip": True, "gscale": 0.3, "weight_decay": 0.1}),
+    ("sgd_update", 1, {"momentum": 0.9, "clip": True, "gscale": 0.5}),
 ]
 
 
@@ -126,19 +129,22 @@ def test_optimizer_rules_over_steps(name, n_state, attrs):
     shapes = [(17, 3), (129,), (1,)]
     b = Builder()
     t = Value(TensorType(DType.i32, ()), "t")
+    op_attrs, values = split_attrs(name, attrs)  # hyperparameters are runtime inputs (role hyper)
+    hyper = [Input(f"hyper.{k}", Value(f32(), f"hyper.{k}"), "hyper") for k in values]
     ins, outs = [], []
     for j, s in enumerate(shapes):
         p, g = Value(f32(*s), f"p{j}"), Value(f32(*s), f"g{j}")
         st = [Value(f32(*s), f"s{j}_{q}") for q in range(n_state)]
         ins += [Input(f"p{j}", p, "param"), Input(f"g{j}", g)] + [Input(v.hint, v, "state") for v in st]
-        res = b.op(name, p, g, *st, t, **attrs)
+        res = b.op(name, p, g, *st, t, *[h.value for h in hyper], **op_attrs)
         res = res if isinstance(res, tuple) else (res,)
         outs += [Output(f"p{j}", res[0])] + [Output(v.hint, r) for v, r in zip(st, res[1:])]
     outs.append(Output("t", b.add(t, b.op("full", value=1.0, dtype="i32", shape=()))))
-    g = Graph("opt", ins + [Input("t", t, "state")], b.ops, outs)
+    g = Graph("opt", ins + [Input("t", t, "state")] + hyper, b.ops, outs)
     rng = np.random.default_rng(7)
     state = {i.name: (rng.standard_normal(i.value.shape).astype(np.float32) if i.role == "param"
                       else np.zeros(i.value.shape, i.value.dtype.numpy)) for i in g.inputs if i.role != "data"}
+    state.update({f"hyper.{k}": np.asarray(v, np.float32) for k, v in values.items()})
     datas = [{i.name: rng.standard_normal(i.value.shape).astype(np.float32) for i in g.inputs if i.role == "data"}
              for _ in range(4)]
     for _got, _want, st, ref in run_both(g, state, {}, steps=4, datas=datas):

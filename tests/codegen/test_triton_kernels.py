@@ -14,6 +14,7 @@ TOL_SCALE = 5.0 if DEVICE == "cuda" else 1.0  # the GPU's exp/log/sqrt/div are a
 
 from mlpc.ir import Graph, Input, Output, Value  # noqa: E402
 from mlpc.ops import Builder  # noqa: E402
+from mlpc.ops.optim import split_attrs  # noqa: E402
 from mlpc.types import DType, TensorType, f32  # noqa: E402
 
 RNG = np.random.default_rng(1234)
@@ -154,21 +155,25 @@ def test_softmax_cross_entropy(batch: int, classes: int, with_loss: bool, with_g
 
 
 def optimizer_graph(opname: str, attrs: dict, shapes: list[tuple[int, ...]], slots: int):
+    """Update ops over several tensors; the hyperparameters are runtime inputs (role hyper)."""
     b = Builder()
     t = Value(TensorType(DType.i32, ()), "t")
+    op_attrs, values = split_attrs(opname, attrs)
+    hyper = [Input(f"hyper.{k}", Value(f32(), f"hyper.{k}"), "hyper") for k in values]
     inputs, outputs = [], []
     for i, s in enumerate(shapes):
         p, gr = Value(f32(*s), f"p{i}"), Value(f32(*s), f"g{i}")
         state = [Value(f32(*s), f"s{i}_{j}") for j in range(slots)]
         inputs += [Input(f"p{i}", p, "param"), Input(f"g{i}", gr)]
         inputs += [Input(f"s{i}_{j}", v, "state") for j, v in enumerate(state)]
-        res = b.op(opname, p, gr, *state, t, **attrs)
+        res = b.op(opname, p, gr, *state, t, *[h.value for h in hyper], **op_attrs)
         res = res if isinstance(res, tuple) else (res,)
         outputs += [Output(f"p{i}", res[0])] + [Output(f"s{i}_{j}", r) for j, r in enumerate(res[1:])]
     inputs.append(Input("t", t, "state"))
-    g = Graph("opt", inputs, b.ops, outputs)
+    g = Graph("opt", inputs + hyper, b.ops, outputs)
     inp = {i.name: np.abs(rand(*i.value.shape)) if i.name.startswith("s") else rand(*i.value.shape)
            for i in inputs if i.name != "t"}
+    inp.update({f"hyper.{k}": np.asarray(v, np.float32) for k, v in values.items()})
     return g, inp
 
 
@@ -181,6 +186,7 @@ OPTIMIZERS = [
     ("sgd_update", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "dampening": 0.1}, 1),
     ("momentum_update", {"lr": 0.1, "beta": 0.9}, 1),
     ("momentum_update", {"lr": 0.1, "beta": 0.8, "unbiased": True}, 1),
+    ("adam_update", {"lr": 1e-2, "clip": True, "gscale": 0.25}, 2),
 ]
 
 

@@ -131,7 +131,7 @@ def test_mlpc_aot_command(tmp_path):
     for k, v in trained.parameters().items():  # same seed, same initial weights
         np.testing.assert_array_equal(lib.parameters()[k], v)
     bad = run([sys.executable, "-m", "mlpc.cli", "aot", "-o", str(tmp_path), "--name", "9lives"], cwd=ROOT)
-    assert bad.returncode == 1 and "C identifier" in bad.stderr
+    assert bad.returncode == 2 and "argument --name" in bad.stderr and "C identifier" in bad.stderr
 
 
 def test_mlpc_aot_from_a_checkpoint(tmp_path):

@@ -122,5 +122,5 @@ def test_probe_command_writes_figure_table_and_json(tmp_path, capsys) -> None:
     assert data["results"][2]["grad"] == [0.0] * 8
     text = capsys.readouterr().out
     assert "act 2/n" in text and "zeros: every weight gradient is exactly 0" in text
-    assert main(["probe", "--init", "bogus", "--depth", "2", "-o", str(out)]) == 1
-    assert "bad initialization" in capsys.readouterr().err
+    assert main(["probe", "--init", "bogus", "--depth", "2", "-o", str(out)]) == 2  # a bad argument
+    assert capsys.readouterr().err.startswith("mlpc probe: error: argument --init: bad initialization 'bogus'")

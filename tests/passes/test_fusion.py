@@ -77,3 +77,72 @@ def test_small_batch_weight_gradients_fuse_into_the_optimizer_kernel():
     assert "rank-k gradient" in plan.dump()
     big = fuse(mlp_train_graph([784, 256, 256, 10], 16, "relu", "ce", "adam"))
     assert all(big.graph.ops[i].name != "matmul" for k in big.kernels if k.kind == "optimizer" for i in k.ops)
+
+
+def test_inspection_default_policy_is_the_llvm_backends():
+    import dataclasses
+
+    from codegen.llvm.policy import POLICY
+    from passes.fusion import CPU_POLICY
+
+    assert dataclasses.replace(POLICY, name=CPU_POLICY.name) == CPU_POLICY
+
+
+def _colsum_graph(axes):
+    b = Builder()
+    x, w = Value(f32(8, 6), "x"), Value(f32(6, 5), "w")
+    h = b.relu(b.matmul(x, w))
+    return Graph("cs", [Input("x", x), Input("w", w)], b.ops, [Output("h", h), Output("m", b.mean(h, axes=axes))])
+
+
+def test_bias_gradient_column_sums_are_one_pattern_for_every_policy():
+    """sum or mean over axis 0, spelled [0] or [-2], folds into the gemm under both policies."""
+    from codegen.llvm.policy import POLICY
+    from codegen.triton_policy import TritonPolicy
+
+    for axes in ([0], [-2]):
+        for policy in (POLICY, TritonPolicy()):
+            plan = fuse(_colsum_graph(axes), policy)
+            assert kinds(plan) == [("gemm", ["matmul", "relu", "mean"])], (axes, policy.name)
+            assert [op.name for op in plan.kernels[0].colsums] == ["mean"]
+
+
+def test_triton_policy_views_and_first_op_placement():
+    """Views get no kernel; the tanh derivative joins the forward epilogue that computes tanh."""
+    from codegen.triton_policy import TritonPolicy
+    from passes.gpu import apply_rewrites
+
+    policy = TritonPolicy()
+    g = apply_rewrites(mlp_train_graph([9, 7, 7, 3], 5, "tanh", "ce", "adam"), policy.rewrites)
+    plan = fuse(g, policy)
+    assert plan.views and all(g.ops[i].name in policy.view_ops for i in plan.views)
+    in_kernels = {i for k in plan.kernels for i in k.ops}
+    assert not in_kernels & set(plan.views)
+    first = kinds(plan)[0]
+    assert first[0] == "gemm" and first[1][:3] == ["matmul", "add", "tanh"] and "square" in first[1]
+    assert [k.kind for k in plan.kernels].count("optimizer") == 1
+    assert all(g.ops[i].name != "matmul" for k in plan.kernels if k.kind == "optimizer" for i in k.ops)
+    produced = {i.value for i in g.inputs}
+    view_results = {g.ops[i].result for i in plan.views}
+    for k in plan.kernels:  # kernels in plan order only read what earlier kernels produced
+        assert all(v in produced for v in k.inputs), k.name
+        produced |= set(k.outputs) | view_results
+
+
+def test_planner_and_gpu_rewrite_leave_their_input_alone():
+    from mlpc.printer import print_graph
+    from passes.gpu import reuse_relu
+    from passes.manager import get_pass
+
+    assert get_pass("gpu-reuse-relu") is reuse_relu
+
+    g = mlp_train_graph([9, 7, 3], 4, "relu", "ce", "sgd")
+    before = print_graph(g)
+    producers = [(v, v.producer) for op in g.ops for v in op.results]
+    out = reuse_relu(g)
+    fuse(g)
+    assert print_graph(g) == before and all(v.producer is p for v, p in producers)
+    assert [op.name for op in out.ops] == [op.name for op in g.ops]
+    relu = next(op.result for op in out.ops if op.name == "relu")
+    assert any(op.name == "relu_grad" and op.operands[0] is relu for op in out.ops)
+    assert all(r.producer is op for op in out.ops for r in op.results)

@@ -34,10 +34,11 @@ def grad(p):
 def run_mlpc(opt: optim.Optimizer, steps: int) -> list[np.ndarray]:
     g = PassManager().run(quadratic_graph(), f"autodiff,{opt.pipeline_text()},simplify")
     state = {i.name: np.zeros(i.value.shape, i.value.dtype.numpy) for i in g.inputs if i.role == "state"}
+    hyper = optim.hyper_feed(g, [opt.hyper_values()])
     p = np.array([1.0, -2.0, 0.5, 0.3])
     trail = []
     for _ in range(steps):
-        out = interpret(g, {"c": C, "d": D, "p": p, **state})
+        out = interpret(g, {"c": C, "d": D, "p": p, **state, **hyper})
         p = out["p"]
         state = {k: out[k] for k in state}
         trail.append(p)

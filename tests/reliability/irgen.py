@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from mlpc.errors import ShapeError
 from mlpc.ir import Graph, Input, Output, Value
 from mlpc.ops import Builder, all_ops
+from mlpc.ops.optim import split_attrs
 from mlpc.types import DType, TensorType
 
 FLOATS = (DType.f32, DType.f64)
@@ -79,6 +80,18 @@ class _Gen:
         self.b.loc = self.draw(st.one_of(st.just(""), ODD_TEXT))
         out = self.b.op(*args, **kw)
         self.pool.extend(out if isinstance(out, tuple) else (out,))
+
+    def update(self, name: str, p: Value, g: Value, state: list[Value], t: Value, **options: Any) -> None:
+        """An update op whose hyperparameters are constants or (drawn) scalar inputs of role hyper."""
+        attrs, values = split_attrs(name, options)
+        hyper = []
+        for v in values.values():
+            if self.draw(st.booleans()):
+                hyper.append(self.b.scalar(v, p))
+            else:
+                hyper.append(Value(TensorType(p.dtype, ()), ""))
+                self.inputs.append(Input(self.name(), hyper[-1], "hyper"))
+        self.emit(name, p, g, *state, t, *hyper, **attrs)
 
     def step(self) -> None:
         d = self.draw
@@ -170,16 +183,16 @@ class _Gen:
             which = d(st.sampled_from(["sgd", "sgd_momentum", "momentum", "adam"]))
             lr = d(st.floats(1e-6, 1.0))
             if which == "sgd":
-                self.emit("sgd_update", p, g, t, lr=lr, weight_decay=d(st.sampled_from([0.0, 0.1])))
+                self.update("sgd_update", p, g, [], t, lr=lr, weight_decay=d(st.sampled_from([0.0, 0.1])))
             elif which == "sgd_momentum":
-                self.emit("sgd_update", p, g, self.new_input(p.type, "state"), t, lr=lr, momentum=0.9,
-                          nesterov=d(st.booleans()))
+                self.update("sgd_update", p, g, [self.new_input(p.type, "state")], t, lr=lr, momentum=0.9,
+                            nesterov=d(st.booleans()))
             elif which == "momentum":
-                self.emit("momentum_update", p, g, self.new_input(p.type, "state"), t, lr=lr,
-                          unbiased=d(st.booleans()))
+                self.update("momentum_update", p, g, [self.new_input(p.type, "state")], t, lr=lr,
+                            unbiased=d(st.booleans()))
             else:
-                self.emit("adam_update", p, g, self.new_input(p.type, "state"), self.new_input(p.type, "state"), t,
-                          lr=lr, bias_correction=d(st.booleans()), decoupled=d(st.booleans()))
+                self.update("adam_update", p, g, [self.new_input(p.type, "state"), self.new_input(p.type, "state")],
+                            t, lr=lr, bias_correction=d(st.booleans()), decoupled=d(st.booleans()))
         else:
             labels = self.pick(lambda v: v.dtype == DType.i32 and v.type.rank <= 2) or self.new_input(
                 TensorType(DType.i32, _shape(d)), "data")

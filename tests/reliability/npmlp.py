@@ -109,14 +109,27 @@ def optimizer_state_names(opt: dict[str, Any], params: list[str]) -> list[str]:
 def train_step(layers: list[Layer], params: dict[str, np.ndarray], state: dict[str, np.ndarray],
                x: np.ndarray, y: np.ndarray, loss: str, opt: dict[str, Any]) -> float:
     """One optimizer step in place on `params`/`state` following docs/design.md's update rules; returns the loss."""
+    point = gradient_point(params, state, opt)
+    value, grads = loss_and_grads(layers, point, x, y, loss)
+    if point is not params:  # the gradient is taken at the look-ahead point; the step reports the loss at theta
+        value, _ = loss_and_grads(layers, params, x, y, loss)
+    apply_update(params, state, grads, opt)
+    return value
+
+
+def gradient_point(params: dict[str, np.ndarray], state: dict[str, np.ndarray], opt: dict[str, Any]
+                   ) -> dict[str, np.ndarray]:
+    """Where the step takes the gradient: the parameters, or the look-ahead point of Nesterov Momentum."""
+    if opt["type"] == "Momentum" and opt["nesterov"]:
+        return {k: p - opt["lr"] * state[f"momentum.u.{k}"] for k, p in params.items()}
+    return params
+
+
+def apply_update(params: dict[str, np.ndarray], state: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+                 opt: dict[str, Any]) -> None:
+    """The optimizer's update from `grads`, in place on `params`/`state` (t counts the step)."""
     t = int(state["t"])
     kind = opt["type"]
-    if kind == "Momentum" and opt["nesterov"]:
-        look = {k: p - opt["lr"] * state[f"momentum.u.{k}"] for k, p in params.items()}
-        # mlpc's step reports the loss where the gradient is taken: at the look-ahead point
-        value, grads = loss_and_grads(layers, look, x, y, loss)
-    else:
-        value, grads = loss_and_grads(layers, params, x, y, loss)
     for k in list(params):
         p, g = params[k], grads[k]
         if kind == "SGD":
@@ -146,4 +159,57 @@ def train_step(layers: list[Layer], params: dict[str, np.ndarray], state: dict[s
                 m, v = m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1))
             params[k] = p - opt["lr"] * m / (np.sqrt(v) + opt["eps"])
     state["t"] = np.asarray(t + 1, dtype=np.int32)
-    return value
+
+
+U32 = 2.0 ** -24  # float32 unit roundoff
+
+
+def f32_gradient_error(layers: list[Layer], params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+                       loss: str) -> dict[str, np.ndarray]:
+    """First-order bound, per element, on how far float32 rounding moves each gradient (running error
+    analysis with absolute values, so terms that cancel in the gradient still count).
+
+    Every product-sum rounds to ~U32 of the sum of its terms' magnitudes; the loss gradient at the output
+    carries an absolute error even where it is ~0 (softmax p rounds to 1.0, so p - 1 is 0 in float32 for a
+    row whose exact gradient is -1e-8); errors are carried forward through |W| and |act'|, then backward.
+    """
+    names = [f"{2 * i}" for i in range(len(layers))]
+    hs, zs, herr = [x], [], [np.zeros_like(x)]
+    for name, layer in zip(names, layers):
+        w = params[name + ".weight"]
+        mag = np.abs(hs[-1]) @ np.abs(w)
+        z = hs[-1] @ w
+        if layer.bias:
+            mag = mag + np.abs(params[name + ".bias"])
+            z = z + params[name + ".bias"]
+        zerr = U32 * mag + herr[-1] @ np.abs(w)
+        zs.append(z)
+        h = act(layer.activation, z, layer.alpha)
+        hs.append(h)
+        herr.append(np.abs(act_grad(layer.activation, z, layer.alpha)) * zerr + U32 * np.abs(h))
+    out, oerr, batch = hs[-1], herr[-1], x.shape[0]
+    if loss == "ce":
+        shifted = out - out.max(axis=1, keepdims=True)
+        prob = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        d = prob.copy()
+        d[np.arange(batch), y] -= 1.0
+        d /= batch
+        hot = np.zeros_like(prob)
+        hot[np.arange(batch), y] = 1.0
+        spread = 2.0 * oerr.max(axis=1, keepdims=True)  # logit errors move p by up to p * that
+        derr = (prob * (spread + 4 * U32) + U32 * hot) / batch
+    else:
+        diff = out - y
+        d = 2.0 * diff / diff.size
+        derr = 2.0 * (oerr + U32 * (np.abs(out) + np.abs(y))) / diff.size
+    errs: dict[str, np.ndarray] = {}
+    for i in reversed(range(len(layers))):
+        layer, name = layers[i], names[i]
+        ag = np.abs(act_grad(layer.activation, zs[i], layer.alpha))
+        dz, dzerr = d * act_grad(layer.activation, zs[i], layer.alpha), derr * ag + U32 * np.abs(d) * ag
+        h, w = np.abs(hs[i]), np.abs(params[name + ".weight"])
+        errs[name + ".weight"] = h.T @ dzerr + herr[i].T @ np.abs(dz) + U32 * (h.T @ np.abs(dz))
+        if layer.bias:
+            errs[name + ".bias"] = dzerr.sum(axis=0) + U32 * np.abs(dz).sum(axis=0)
+        d, derr = dz @ params[name + ".weight"].T, dzerr @ w.T + U32 * (np.abs(dz) @ w.T)
+    return errs

@@ -57,6 +57,8 @@ class Problem:
 def _activation(name: str, alpha: float) -> nn.Module:
     if name == "leaky_relu":
         return nn.LeakyReLU(alpha)
+    if name == "gelu":
+        return nn.GELU(approximate="tanh")  # the form npmlp.py's hand-written MLP computes
     return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "identity": nn.Identity}[name]()
 
 

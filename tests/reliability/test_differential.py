@@ -7,14 +7,16 @@ import pytest
 from hypothesis import example, given
 
 from mlpc.errors import MlpcError
+from mlpc.ir import Graph
 from mlpc.types import DType
 from runtime.backend import available_backends, get_backend
 
-from .backends import budget, known_issue, limits, profile, run_cases
+from .backends import budget, limits, profile, run_cases
 from .differential import (
     assert_step_close_f32,
     check_steps_f64,
     compile_problem,
+    gradient_floor,
     host_state,
     run_graph,
     signal_collapsed,
@@ -72,12 +74,21 @@ BOTTLENECK = _regression([Layer(65, 13, False, "relu"), Layer(13, 1, False, "gel
                          "ce", dict(ADAM, lr=0.3), 1, [1, 1], 872)
 
 
+# Found by the ci profile before it was derandomized (issue 12): after one Adam step at lr 0.3 the net
+# predicts its sample to 1e-8, so float32 rounds softmax p to 1.0 and p - 1 to 0 where f64 has -1.6e-8;
+# adam.m.0.weight then differed from f64 by 3.1e-8 against a norm-wise bound of 6.5e-9. The gradient's
+# absolute error floor (differential.gradient_floor) covers it.
+SATURATED = _regression([Layer(1, 1, False, "relu"), Layer(1, 1, False, "relu"), Layer(1, 101, False, "relu"),
+                         Layer(101, 33, False, "relu"), Layer(33, 2, False, "relu"), Layer(2, 2, False, "identity")],
+                        "ce", dict(ADAM, lr=0.3), 1, [1, 1], 13)
+
+
 def check_f32_trainer(backend: str, p: Problem) -> None:
     """Each step of the f32 trainer on `backend` agrees (norm-wise) with the same step interpreted in f64."""
     prof = profile(backend)
     count(f"f32 trainer on {backend} vs f64 interpreter")
     trainer = compile_problem(p, backend)
-    graphs: dict[int, object] = {}
+    graphs: dict[int, Graph] = {}
     for i, (x, y) in enumerate(p.batches):
         before = host_state(trainer)
         if signal_collapsed(p, before, x, floor=0.1 * prof.update_rtol):
@@ -87,18 +98,19 @@ def check_f32_trainer(backend: str, p: Problem) -> None:
         if rows not in graphs:
             graphs[rows] = step_graph(trainer, rows, DType.f64)
         state64 = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in before.items()}
-        want_loss, want = run_graph(graphs[rows], state64, x.astype(np.float64),  # type: ignore[arg-type]
-                                    y if p.loss == "ce" else y.astype(np.float64))
+        yy = y if p.loss == "ce" else y.astype(np.float64)
+        want_loss, want = run_graph(graphs[rows], state64, x.astype(np.float64), yy)
+        floor = gradient_floor(p, before, x, y)
         loss = trainer.step(x, y)
         assert abs(loss - want_loss) <= prof.loss_rtol * abs(want_loss) + 1e-5, \
             f"step {i} loss {loss} vs {want_loss} on {backend}"
         assert_step_close_f32(before, host_state(trainer), want, f"step {i} of {p.describe()} on {backend}", p.opt,
-                              prof.update_rtol)
+                              prof.update_rtol, floor)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backend_f32_trainer_tracks_f64_interpretation(backend: str) -> None:
-    for p in (REGRESSIONS[0], REGRESSIONS[2]):
+    for p in (REGRESSIONS[0], REGRESSIONS[2], SATURATED):
         check_f32_trainer(backend, p)
     limit = {"max_width": 160, "max_batch": 129, **limits(backend)}
     run_cases(problems(**limit), budget(backend, 25), lambda p: check_f32_trainer(backend, p))
@@ -106,7 +118,7 @@ def test_backend_f32_trainer_tracks_f64_interpretation(backend: str) -> None:
 
 def check_f64_graph(backend: str, p: Problem) -> None:
     """The f64 step graph lowered on `backend` matches the interpreter to f64 rounding, or the backend refuses
-    f64 up front with a clear MlpcError (the llvm backend computes in f32 only)."""
+    f64 up front with a clear MlpcError naming f64 (the llvm and triton backends compute in f32)."""
     trainer = compile_problem(p, "numpy")
     try:
         get_backend(backend).lower(step_graph(trainer, p.batch, DType.f64), lambda stage, text: None)
@@ -115,11 +127,7 @@ def check_f64_graph(backend: str, p: Problem) -> None:
         count(f"f64 step graph refused by {backend} (clear error)")
         return
     count(f"f64 step graph on {backend} vs interpreter")
-    try:
-        check_steps_f64(p, trainer, host_state(trainer), None, backend, handwritten=False)
-    except Exception as e:  # noqa: BLE001 - only known issues are absorbed, anything else is re-raised
-        if not known_issue(backend, e, "f64 step graph"):
-            raise
+    check_steps_f64(p, trainer, host_state(trainer), None, backend, handwritten=False)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

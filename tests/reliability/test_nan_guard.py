@@ -77,7 +77,7 @@ def test_guard_catches_a_nan_gradient_with_a_finite_loss() -> None:
     b = Builder()
     p, g, t = Value(f32(3), "p"), Value(f32(3), "g"), Value(TensorType(DType.i32, ()), "t")
     loss = b.add(b.sum(b.mul(p, b.scalar(0.0, p)), axes=[0]), b.scalar(1.0, p))
-    new_p = b.sgd_update(p, g, t, lr=0.5)
+    new_p = b.sgd_update(p, g, t, b.scalar(0.5, p), b.scalar(0.0, p))  # lr, weight decay
     new_t = b.add(t, b.op("full", value=1.0, dtype="i32", shape=()))
     graph = Graph("step", [Input("g", g), Input("p", p, "param"), Input("t", t, "state")], b.ops,
                   [Output("loss", loss), Output("p", new_p), Output("t", new_t)])

@@ -158,7 +158,7 @@ def test_dump_stages_record_kernel_source_ttir_and_ptx() -> None:
     g = mlp_step_graph([20, 16, 4], 8)
     stages: dict[str, str] = {}
     TritonBackend("tf32", aot_ir=True).lower(g, stages.__setitem__)  # no GPU: compiled for sm_90
-    assert set(stages) == {"kernels", "triton", "ttir", "ptx"}
+    assert set(stages) == {"fused", "planned", "kernels", "triton", "ttir", "ptx"}
     assert stages["triton"].count("@triton.jit") == len(stages["kernels"].splitlines()) - 1
     assert "tt.dot" in stages["ttir"] and "tt.func" in stages["ttir"]
     assert ".target sm_9" in stages["ptx"] and "wgmma" in stages["ptx"]
@@ -173,3 +173,49 @@ def test_mlpc_dump_shows_triton_stages(capsys, monkeypatch) -> None:
     monkeypatch.setenv("MLPC_TRITON_AOT_IR", "1")  # without a GPU, ttir/ptx come from an sm_90 compile
     assert main(["dump", "--backend", "triton", "--batch-size", "16", "--stage", "ptx"]) == 0
     assert ".target sm_90a" in capsys.readouterr().out
+
+
+def test_fused_stage_is_the_plan_the_step_launches() -> None:
+    """The `fused` text and kernel_ops() come from the plan the launches were lowered from: every
+    live op that is not a view is in exactly one planned kernel."""
+    from runtime.triton_backend import TritonBackend
+
+    g = mlp_step_graph([20, 16, 4], 8, "sce", "adam", "tanh")
+    stages: dict[str, str] = {}
+    compiled = TritonBackend("tf32").lower(g, stages.__setitem__)
+    plan = compiled.plan.fusion
+    assert plan is not None and "(policy triton)" in stages["fused"]
+    ops = compiled.kernel_ops()
+    assert ops and all(f"//   {name}: " in stages["fused"] for name in ops)
+    covered = [i for idx in ops.values() for i in idx]
+    assert len(covered) == len(set(covered))
+    assert set(covered) | set(plan.views) | set(plan.dead) == set(range(len(g.ops)))
+    assert all(g.ops[i].name in ("reshape", "broadcast_to", "transpose", "full") for i in plan.views)
+    # the derivative of tanh (1 - h^2) is computed in the forward matmul's epilogue
+    first = [g.ops[i].name for i in ops["k0_gemm"]]
+    assert first[:3] == ["matmul", "add", "tanh"] and "square" in first
+
+
+def test_inspection_reports_the_plan_triton_runs() -> None:
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    tr = mlpc.compile(model, nn.CrossEntropyLoss(), optim.SGD(lr=0.1), batch_size=4, backend="triton")
+    view = mlpc.inspect(tr)
+    kp = view.kernel_plan()
+    assert kp.grouping == "the triton backend's own kernels"
+    assert [k.name for k in kp.kernels] == list(tr._compiled_for("step", 4).kernel_ops())
+    assert "fused" in view.stages() and "(policy triton)" in view.ir("fused")
+    assert "approximation" not in view.stats().kernel_grouping
+
+
+def test_mean_column_sums_fuse_into_the_matmul_like_sums() -> None:
+    """A bias gradient spelled mean(axes=[-2]) rides on the matmul epilogue as sum(axes=[0]) does."""
+    b = Builder()
+    x, w = Value(f32(9, 6), "x"), Value(f32(6, 5), "w")
+    h = b.relu(b.matmul(x, w))
+    g = Graph("cs", [Input("x", x), Input("w", w)], b.ops,
+              [Output("h", h), Output("m", b.mean(h, axes=[-2])), Output("s", b.sum(h, axes=[0]))])
+    rng = np.random.default_rng(0)
+    inp = {"x": rng.standard_normal((9, 6)).astype(np.float32), "w": rng.standard_normal((6, 5)).astype(np.float32)}
+    _, compiled = run_triton(g, inp)
+    assert [k.kind for k in compiled.plan.fusion.kernels] == ["gemm"]
+    assert_close(compare(g, inp), 2e-6)
