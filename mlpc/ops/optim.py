@@ -207,10 +207,11 @@ def _reference(name: str) -> Callable[..., Any]:
 
 
 def _flops(name: str) -> Callable[[Op], int]:
-    """FLOPs of one update: the arithmetic nodes of its rule, per parameter element."""
+    """FLOPs of one update: the arithmetic nodes of its rule that read a tensor, per parameter element
+    (arithmetic on hyperparameters and step scalars alone runs once per step)."""
     def flops(op: Op) -> int:
         rule = update_rule(name, op.attrs)
-        return S.count_ops(rule.outputs) * op.operands[0].type.size
+        return S.count_ops(rule.outputs, 2 + len(rule.slots)) * op.operands[0].type.size
     return flops
 
 SGD_ATTRS = {"momentum": False, "dampening": 0.0, "nesterov": False, "clip": False}

@@ -154,14 +154,23 @@ def primitives_used(e: Expr) -> set[str]:
     return out
 
 
-def count_ops(exprs: Sequence[Expr]) -> int:
-    """Arithmetic nodes (not arguments or constants) in the expressions, shared subtrees once."""
+def _reads_below(n: Expr, limit: int) -> bool:
+    if n.fn == "arg":
+        return int(n.value or 0) < limit
+    return any(_reads_below(a, limit) for a in n.args)
+
+
+def count_ops(exprs: Sequence[Expr], per_element_args: int | None = None) -> int:
+    """Arithmetic nodes (not arguments or constants) in the expressions, shared subtrees once. With
+    `per_element_args`, only nodes reading one of the first that many arguments count (the others
+    combine per-step scalars: computed once, not per element)."""
     seen: set[int] = set()
 
     def walk(n: Expr) -> int:
         if id(n) in seen or n.fn in ("arg", "const"):
             return 0
         seen.add(id(n))
-        return 1 + sum(walk(a) for a in n.args)
+        here = per_element_args is None or _reads_below(n, per_element_args)
+        return int(here) + sum(walk(a) for a in n.args)
     return sum(walk(e) for e in exprs)
 

@@ -57,10 +57,11 @@ def test_adam_options_change_the_count():
     b = Builder()
     p = Value(f32(3, 5))
     t = Value(TensorType(DType.i32, ()))
-    b.adam_update(p, p, p, p, t)
-    b.adam_update(p, p, p, p, t, weight_decay=0.1)
-    plain, decayed = b.ops
-    assert op_flops(decayed) - op_flops(plain) == 2 * 15
+    h = [Value(f32()) for _ in range(4)]  # lr, beta1, beta2, weight_decay: runtime operands
+    b.adam_update(p, p, p, p, t, *h)
+    b.adam_update(p, p, p, p, t, *h, bias_correction=False)
+    plain, uncorrected = b.ops
+    assert op_flops(plain) - op_flops(uncorrected) == 2 * 15
     assert op_cost(plain).intensity == pytest.approx(op_flops(plain) / op_bytes(plain))
 
 
