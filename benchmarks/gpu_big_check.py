@@ -14,7 +14,7 @@ from runtime.triton_check import run_reference, run_triton, select_device  # noq
 
 select_device()
 
-from codegen.handbuilt import mlp_step_graph, random_inputs  # noqa: E402
+from tests.handbuilt import mlp_step_graph, random_inputs  # noqa: E402
 
 TOL = {"tf32": 3e-3, "bf16": 3e-2, "ieee": 1e-5}  # |out - ref| / |ref| (2-norms), per tensor
 

@@ -1,4 +1,4 @@
-"""Triton expressions for elementwise IR ops (computed in fp32; tanh/GELU via tl.sigmoid)."""
+"""Renders scalar expressions (each elementwise op's rule) to Triton source, computed in fp32."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Op
-from mlpc.ops.elementwise import GELU_SAT
+from mlpc.ops import registry
+from mlpc.ops import scalar as S
 from mlpc.types import DType
 
 TL_DTYPE = {DType.f32: "tl.float32", DType.bf16: "tl.bfloat16", DType.f16: "tl.float16",
@@ -47,48 +48,42 @@ def compute_type(dtype: DType) -> str:
     return TL_DTYPE[dtype]
 
 
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "gt": ">", "ge": ">=", "lt": "<", "le": "<=",
+           "eq": "=="}
+_CALL = {"max": "tl.maximum({0}, {1})", "min": "tl.minimum({0}, {1})", "select": "tl.where({0}, {1}, {2})",
+         "neg": "(-{0})", "exp": "tl.exp({0})", "log": "tl.log({0})", "sqrt": "tl.sqrt({0})", "abs": "tl.abs({0})",
+         "tanh": "(2.0 * tl.sigmoid(2.0 * {0}) - 1.0)", "fma": "({0} * {1} + {2})"}
+
+
+def _pow(x: str, e: float) -> str:
+    if e == int(e) and 0 <= e <= 4:
+        return "(" + " * ".join([x] * int(e)) + ")" if e else "1.0"
+    if e == 0.5:
+        return f"tl.sqrt({x})"
+    return f"tl.exp({flit(e)} * tl.log({x}))"
+
+
+def render(expr: S.Expr, args: list[str], out: DType) -> str:
+    """Triton source of a scalar expression over operand expressions `args`; casts convert to `out`."""
+    def r(n: S.Expr) -> str:
+        if n.fn == "arg":
+            return args[int(n.value or 0)]
+        if n.fn == "const":
+            return literal(float(n.value or 0.0), DType.f32)
+        a = [r(x) for x in n.args]
+        if n.fn in _BINARY:
+            return f"({a[0]} {_BINARY[n.fn]} {a[1]})"
+        if n.fn == "cast":
+            return f"{a[0]}.to({compute_type(out)})"
+        if n.fn == "powc":
+            return _pow(a[0], float(n.value or 0.0))
+        return _CALL[n.fn].format(*a)
+    return r(expr)
+
+
 def op_expr(op: Op, a: list[str]) -> str:
-    """One elementwise op applied to operand expressions."""
-    n = op.name
-    binary = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-    if n in binary:
-        return f"({a[0]} {binary[n]} {a[1]})"
-    compare = {"greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=", "equal": "=="}
-    if n in compare:
-        return f"({a[0]} {compare[n]} {a[1]})"
-    simple = {
-        "maximum": "tl.maximum({0}, {1})",
-        "minimum": "tl.minimum({0}, {1})",
-        "where": "tl.where({0}, {1}, {2})",
-        "neg": "(-{0})",
-        "exp": "tl.exp({0})",
-        "log": "tl.log({0})",
-        "sqrt": "tl.sqrt({0})",
-        "square": "({0} * {0})",
-        "abs": "tl.abs({0})",
-        "sign": "tl.where({0} > 0, 1.0, tl.where({0} < 0, -1.0, 0.0))",
-        "relu": "tl.maximum({0}, 0.0)",
-        "relu_grad": "tl.where({0} > 0, {1}, 0.0)",
-        "sigmoid": "tl.sigmoid({0})",
-        "tanh": "(2.0 * tl.sigmoid(2.0 * {0}) - 1.0)",
-    }
-    if n in simple:
-        return simple[n].format(*a)
-    if n == "leaky_relu":
-        return f"tl.where({a[0]} > 0, {a[0]}, {a[0]} * {flit(op.attrs['alpha'])})"
-    if n == "leaky_relu_grad":
-        return f"tl.where({a[0]} > 0, {a[1]}, {a[1]} * {flit(op.attrs['alpha'])})"
-    if n == "gelu":  # 0.5 x (1 + tanh(u)) = x * sigmoid(2u)
-        c, k = math.sqrt(2.0 / math.pi), 0.044715
-        xc = f"tl.minimum(tl.maximum({a[0]}, {-GELU_SAT!r}), {GELU_SAT!r})"  # x^3 cannot overflow
-        return f"({a[0]} * tl.sigmoid({2 * c!r} * ({xc} + {k!r} * {xc} * {xc} * {xc})))"
-    if n == "pow":
-        e = float(op.attrs["exponent"])
-        if e == int(e) and 0 <= e <= 4:
-            return "(" + " * ".join([a[0]] * int(e)) + ")" if e else "1.0"
-        if e == 0.5:
-            return f"tl.sqrt({a[0]})"
-        return f"tl.exp({flit(e)} * tl.log({a[0]}))"
-    if n == "cast":
-        return f"{a[0]}.to({compute_type(op.result.dtype)})"
-    raise UnsupportedError(f"no triton expression for elementwise op {n!r}")
+    """One elementwise op applied to operand expressions: its scalar rule, rendered."""
+    rule = registry.get(op.name).scalar
+    if rule is None:
+        raise UnsupportedError(f"no triton expression for op {op.name!r} (not elementwise)")
+    return render(rule(op.attrs), a, op.results[0].dtype)

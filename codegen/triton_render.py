@@ -19,8 +19,10 @@ from codegen.kernel_plan import (
 )
 from codegen.triton_dropout import DropoutKernel, render_dropout
 from codegen.triton_exprs import SIG_DTYPE, TL_DTYPE, compute_type, const_view_text, flit, op_expr
+from codegen.triton_exprs import render as render_expr
 from codegen.views import UnsupportedError, View
 from mlpc.ir import Value
+from mlpc.ops.optim import StepScalar, update_rule
 
 PRECISIONS = ("tf32", "ieee", "bf16")
 
@@ -348,51 +350,31 @@ def render_rowwise(k: RowwiseKernel) -> Launch:
 
 def _bias_corr(beta: str) -> str:
     """f32(1 - beta**step) for a runtime f32 beta, in double like the NumPy reference (beta 0 -> 1)."""
-    return (f"tl.where({beta} > 0, 1.0 - tl.exp(step * tl.log(tl.maximum({beta}, 1e-30).to(tl.float64))), "
-            f"1.0).to(tl.float32)")
+    return (f"tl.where({beta} > 0, 1.0 - tl.exp((tl.load(t) + 1).to(tl.float64) * "
+            f"tl.log(tl.maximum({beta}, 1e-30).to(tl.float64))), 1.0).to(tl.float32)")
+
+
+def _step_scalar(sc: StepScalar) -> str:
+    """A per-step scalar of an update rule (t: the step-count pointer; hyperparameters loaded as h_<name>)."""
+    if sc.kind == "first_step":
+        return "tl.load(t) == 0"
+    if sc.kind == "bias_correction":
+        return _bias_corr(f"h_{sc.beta}")
+    raise UnsupportedError(f"unknown step scalar {sc.kind!r}")
 
 
 def _opt_math(k: OptKernel) -> list[str]:
-    """The update rule of mlpc/ops/optim.py's references; hyperparameters are loaded scalars h_<name>."""
-    at = k.attrs
-    lines = ["    g = g * h_gscale"] if at.get("clip") else []
-    if k.opname == "adam_update":
-        if at["decoupled"]:
-            lines.append("    p = p - (h_lr * h_weight_decay) * p")
-        else:
-            lines.append("    g = g + h_weight_decay * p")
-        lines += ["    s0 = h_beta1 * s0 + (1.0 - h_beta1) * g",
-                  "    s1 = h_beta2 * s1 + (1.0 - h_beta2) * (g * g)"]
-        if at["bias_correction"]:
-            lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c1 = {_bias_corr('h_beta1')}",
-                      f"    c2 = {_bias_corr('h_beta2')}",
-                      "    mh = s0 / c1",
-                      "    vh = s1 / c2"]
-        else:
-            lines += ["    mh = s0", "    vh = s1"]
-        lines.append(f"    p = p - h_lr * mh / (tl.sqrt(vh) + {flit(float(at['eps']))})")
-        return lines
-    if k.opname == "sgd_update":
-        lines.append("    g = g + h_weight_decay * p")
-        if at["momentum"]:
-            lines += ["    first = tl.load(t) == 0",
-                      f"    s0 = tl.where(first, g, h_momentum * s0 + {flit(1 - float(at['dampening']))} * g)",
-                      "    d = g + h_momentum * s0" if at["nesterov"] else "    d = s0"]
-        else:
-            lines.append("    d = g")
-        lines.append("    p = p - h_lr * d")
-        return lines
-    if k.opname == "momentum_update":
-        lines.append("    s0 = h_beta * s0 + (1.0 - h_beta) * g")
-        if at["unbiased"]:
-            lines += ["    step = (tl.load(t) + 1).to(tl.float64)",
-                      f"    c = {_bias_corr('h_beta')}",
-                      "    p = p - h_lr * (s0 / c)"]
-        else:
-            lines.append("    p = p - h_lr * s0")
-        return lines
-    raise UnsupportedError(f"no optimizer kernel for {k.opname}")
+    """The op's update rule (mlpc/ops/optim.py) rendered over p, g, s0.., the loaded hyperparameters
+    h_<name> and the step scalars c0..; assigns the new values to p and s0.."""
+    rule = update_rule(k.opname, k.attrs)
+    lines = [f"    c{i} = {_step_scalar(sc)}" for i, sc in enumerate(rule.scalars)]
+    args = (["p", "g"] + [f"s{j}" for j in range(len(rule.slots))] + [f"h_{h}" for h in rule.hypers]
+            + [f"c{i}" for i in range(len(rule.scalars))])
+    targets = ["p"] + [f"s{j}" for j in range(len(rule.slots))]
+    news = [f"n{j}" for j in range(len(rule.outputs))]
+    lines += [f"    {n} = {render_expr(e, args, k.p.dtype)}" for n, e in zip(news, rule.outputs)]
+    lines += [f"    {tgt} = {n}" for tgt, n in zip(targets, news)]
+    return lines
 
 
 def render_optimizer(k: OptKernel) -> Launch:

@@ -1,96 +1,25 @@
-"""Per-op cost rules (FLOPs, bytes moved) as data keyed by op name, with defaults by op kind."""
+"""Cost of ops and fused kernels: FLOPs from each op's own rule (beside the op), bytes moved."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
+from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
-
-# FLOPs per output element of elementwise ops. Transcendentals (exp, log, tanh, sqrt) count as one
-# FLOP each, like most roofline tools; composite ops count the arithmetic of their usual expansion.
-ELEMENTWISE_FLOPS: dict[str, int] = {
-    "add": 1, "sub": 1, "mul": 1, "div": 1, "maximum": 1, "minimum": 1,
-    "greater": 1, "greater_equal": 1, "less": 1, "less_equal": 1, "equal": 1, "where": 1,
-    "neg": 1, "exp": 1, "log": 1, "sqrt": 1, "square": 1, "abs": 1, "sign": 1, "pow": 1,
-    "relu": 1, "relu_grad": 1, "leaky_relu": 2, "leaky_relu_grad": 2,
-    "sigmoid": 3,   # 1 / (1 + exp(-x))
-    "tanh": 1,
-    "gelu": 8,      # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    "cast": 0,
-}
-
-
-def _numel(v: Value) -> int:
-    return v.type.size
-
-
-def _matmul(op: Op) -> int:
-    a = op.operands[0].shape
-    k = a[0] if op.attrs.get("transpose_a") else a[1]
-    return 2 * op.result.type.size * k
-
-
-def _reduce(op: Op) -> int:
-    return _numel(op.operands[0])
-
-
-def _rowwise(per_element: int) -> Callable[[Op], int]:
-    return lambda op: per_element * _numel(op.operands[0])
-
-
-def _sgd(op: Op) -> int:
-    a = op.attrs
-    # weight decay is a runtime operand (g + wd * p always runs); clipping scales g once more
-    per = 4 + (3 if a.get("momentum") else 0) + (2 if a.get("nesterov") else 0) + (1 if a.get("clip") else 0)
-    return per * _numel(op.operands[0])
-
-
-def _momentum(op: Op) -> int:
-    a = op.attrs
-    return (5 + (2 if a.get("unbiased") else 0) + (1 if a.get("clip") else 0)) * _numel(op.operands[0])
-
-
-def _adam(op: Op) -> int:
-    a = op.attrs
-    per = 15 - (2 if not a.get("bias_correction", True) else 0) + (1 if a.get("clip") else 0)
-    return per * _numel(op.operands[0])
-
-
-def _linear_solve(op: Op) -> int:
-    """LU factorization (2/3 n^3) plus forward/back substitution (2 n^2 per right-hand side)."""
-    n = op.operands[0].shape[0]
-    rhs = op.operands[1].shape[1] if op.operands[1].type.rank == 2 else 1
-    return (2 * n ** 3) // 3 + 2 * n * n * rhs
-
-
-# FLOP rules for ops that are not plain elementwise; anything not here or above costs 0 FLOPs
-# (shape ops, constants, one_hot: they only move or write memory).
-FLOP_RULES: dict[str, Callable[[Op], int]] = {
-    "matmul": _matmul,
-    "sum": _reduce, "mean": _reduce, "max": _reduce,
-    "softmax": _rowwise(5),            # max, sub, exp, sum, div
-    "log_softmax": _rowwise(5),        # max, sub, exp, sum, log+sub
-    "softmax_cross_entropy": _rowwise(5),
-    "softmax_cross_entropy_grad": _rowwise(6),
-    "mse": _rowwise(3),
-    "sgd_update": _sgd, "momentum_update": _momentum, "adam_update": _adam,
-    "linear_solve": _linear_solve,
-    "eye": lambda op: 0, "concat": lambda op: 0, "slice": lambda op: 0,  # memory only
-    # integer work, counted as operations: 10 Philox rounds of ~8 per 4 elements, a compare and select each
-    "dropout_mask": lambda op: 22 * op.result.type.size,
-    # one add per element and rank, done by MPI between the two halves of a data-parallel step
-    "allreduce": lambda op: _numel(op.result),
-}
+from mlpc.ops import registry
 
 
 def op_flops(op: Op) -> int:
-    """Floating-point operations one execution of `op` performs."""
-    if op.name in FLOP_RULES:
-        return int(FLOP_RULES[op.name](op))
-    if op.name in ELEMENTWISE_FLOPS:
-        return ELEMENTWISE_FLOPS[op.name] * sum(_numel(r) for r in op.results)
-    return 0
+    """Floating-point operations one execution of `op` performs, from the op's own cost rule: an int
+    is FLOPs per result element (transcendentals count one, like most roofline tools), a function
+    counts the whole op. An op without a rule is refused at registration."""
+    rule = registry.get(op.name).flops
+    if rule is None:
+        raise MlpcError(f"op {op.name} has no FLOP cost rule")
+    if isinstance(rule, int):
+        return rule * sum(r.type.size for r in op.results)
+    return int(rule(op))
 
 
 def values_bytes(values: Iterable[Value]) -> int:

@@ -27,14 +27,15 @@ def tanh(x: Any) -> Tensor:
 
 
 def gelu(x: Any, approximate: str = "none") -> Tensor:
-    """GELU as PyTorch: `approximate='none'` (x * Phi(x), the default) or `'tanh'` (the `gelu` op)."""
-    if approximate == "tanh":
-        return _unary("gelu", x)
-    if approximate != "none":
+    """GELU as PyTorch: `approximate='none'` (x * Phi(x) with erf, the default) or `'tanh'`."""
+    if approximate not in ("tanh", "none"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    from mlpc.composites import gelu_erf
+    return _unary("gelu" if approximate == "tanh" else "gelu_erf", x)
 
-    return gelu_erf(as_tensor(x))
+
+def silu(x: Any) -> Tensor:
+    """SiLU (swish): x * sigmoid(x)."""
+    return _unary("silu", x)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
@@ -124,12 +125,6 @@ def mse_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
     check_reduction(reduction)
     p = as_tensor(prediction)
     return reduce_all(Tracer.current().emit("mse", p, as_tensor(target)), p.value.type.size, reduction)
-
-
-def silu(x: Any) -> Tensor:
-    """x * sigmoid(x) (PyTorch's SiLU / swish)."""
-    t = as_tensor(x)
-    return t * sigmoid(t)
 
 
 def elu(x: Any, alpha: float = 1.0) -> Tensor:

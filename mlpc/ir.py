@@ -126,18 +126,23 @@ class Graph:
 
 
 def substitute(graph: Graph, mapping: dict[Value, Value]) -> Graph:
-    """Rewrite every use of a key value into a use of its mapped value (ops are copied)."""
+    """Rewrite every use of a key value into a use of its mapped value. Ops and their results are
+    copied, so the input graph is left as it was (its values keep their producers)."""
+    fresh: dict[Value, Value] = {}
 
     def m(v: Value) -> Value:
         while v in mapping:
             v = mapping[v]
-        return v
+        return fresh.get(v, v)
 
-    ops = [Op(op.name, [m(v) for v in op.operands], op.results, dict(op.attrs), op.loc)
-           for op in graph.ops]
-    for op in ops:
-        for r in op.results:
-            r.producer = op
+    ops = []
+    for op in graph.ops:
+        new = Op(op.name, [m(v) for v in op.operands], [Value(r.type, r.hint) for r in op.results],
+                 dict(op.attrs), op.loc)
+        for old, r in zip(op.results, new.results):
+            r.producer = new
+            fresh[old] = r
+        ops.append(new)
     outs = [Output(o.name, m(o.value)) for o in graph.outputs]
     return graph.replace(ops=ops, outputs=outs)
 

@@ -25,16 +25,17 @@ def register_pass(name: str, doc: str = "") -> Callable[[PassFn], PassFn]:
 
 
 def _load_builtin() -> None:
+    """Import every module that registers passes (an import error is a bug and propagates)."""
     import passes.autodiff  # noqa: F401
     import passes.distribute  # noqa: F401
+    import passes.fusion  # noqa: F401
+    import passes.gpu  # noqa: F401
+    import passes.guard  # noqa: F401
+    import passes.memory  # noqa: F401
+    import passes.newton  # noqa: F401
     import passes.optimizer  # noqa: F401
+    import passes.probe  # noqa: F401
     import passes.simplify  # noqa: F401
-
-    for extra in ("passes.fusion", "passes.memory", "passes.probe", "passes.newton", "passes.guard", "passes.gpu"):
-        try:
-            __import__(extra)
-        except ImportError:
-            pass
 
 
 def get_pass(name: str) -> PassFn:

@@ -176,7 +176,8 @@ def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip:
             mapping[p.value] = b.sub(p.value, b.mul(u.value, lr))
         at_theta, values = _copy_ops(g.ops)  # the loss at p (its gradient ops are dead code for simplify)
         ahead = substitute(g, mapping)
-        outs = [o if o.name.startswith("grad.") else Output(o.name, values.get(o.value, o.value))
+        at_p = {o.name: o.value for o in g.outputs}  # substitute gives the look-ahead graph fresh values
+        outs = [o if o.name.startswith("grad.") else Output(o.name, values.get(at_p[o.name], at_p[o.name]))
                 for o in ahead.outputs]
         return ahead.replace(outputs=outs), b.ops + at_theta
 
@@ -187,7 +188,7 @@ def momentum(graph: Graph, unbiased: bool = False, nesterov: bool = False, clip:
 @register_pass("adam")
 def adam(graph: Graph, eps: float = 1e-8, bias_correction: bool = True, decoupled: bool = False,
          clip: float = 0.0, groups: Any = None, **runtime: Any) -> Graph:
-    """Adam / AdamW (states `adam.m.<p>`, `adam.v.<p>`; runtime lr, beta1, beta2, weight_decay)."""
+    """Adam / AdamW (states `adam.m.<p>`, `adam.v.<p>`; runtime lr, beta1, beta2, weight_decay), docs/design.md."""
     _refuse_runtime("adam", runtime)
     attrs = dict(eps=float(eps), bias_correction=bool(bias_correction), decoupled=bool(decoupled), clip=bool(clip))
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph, Op, Output, Value
-from mlpc.ops import Builder
+from mlpc.ops import Builder, get
 from passes.autodiff import gradients
 from passes.manager import register_pass
 
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu")
 ACT_PREFIX = "probe.act."
 GRAD_PREFIX = "probe.grad."
 
@@ -76,7 +75,7 @@ def linear_layers(graph: Graph, of: str = "loss") -> list[Layer]:
             if other in params and other.type.rank == 1:
                 out = nxt.result
                 nxt = only_user(out)
-        if nxt is not None and nxt.name in ACTIVATIONS:
+        if nxt is not None and get(nxt.name).activation:
             out = nxt.result
         layers.append(Layer(len(layers) + 1, params[op.operands[1]], op.operands[0], out))
     return layers

@@ -14,14 +14,22 @@ from passes.manager import register_pass
 Rewrite = Callable[[Op, dict[Value, Value]], "Value | None"]
 
 
+def _resolve(v: Value, mapping: dict[Value, Value]) -> Value:
+    while v in mapping:
+        v = mapping[v]
+    return v
+
+
 def _remapped(op: Op, mapping: dict[Value, Value]) -> Op:
-    """`op` reading the replacement of each remapped operand (a new Op only when something changed)."""
-    operands = [mapping.get(v, v) for v in op.operands]
+    """`op` reading the replacement of each remapped operand: a new Op with fresh results (mapped from
+    the old ones) when something changed, so the input graph's values keep their producers."""
+    operands = [_resolve(v, mapping) for v in op.operands]
     if operands == op.operands:
         return op
-    new = Op(op.name, operands, op.results, op.attrs, op.loc)
-    for r in op.results:
+    new = Op(op.name, operands, [Value(r.type, r.hint) for r in op.results], dict(op.attrs), op.loc)
+    for old, r in zip(op.results, new.results):
         r.producer = new
+        mapping[old] = r
     return new
 
 
@@ -38,7 +46,7 @@ def _rebuild(graph: Graph, rewrite: Rewrite) -> Graph:
                 ops.append(replacement.producer)
             continue
         ops.append(op)
-    outs = [Output(o.name, mapping.get(o.value, o.value)) for o in graph.outputs]
+    outs = [Output(o.name, _resolve(o.value, mapping)) for o in graph.outputs]
     return graph.replace(ops=ops, outputs=outs)
 
 
@@ -75,7 +83,7 @@ def cse(graph: Graph) -> Graph:
             continue
         seen[k] = op
         ops.append(op)
-    outs = [Output(o.name, mapping.get(o.value, o.value)) for o in graph.outputs]
+    outs = [Output(o.name, _resolve(o.value, mapping)) for o in graph.outputs]
     return graph.replace(ops=ops, outputs=outs)
 
 

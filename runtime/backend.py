@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from mlpc.errors import MlpcError
 from mlpc.ir import Graph
 
 Record = Callable[[str, str], None]  # record(stage_name, text): backend stages for dumps
@@ -41,30 +44,44 @@ class Backend(Protocol):
         ...
 
 
-_BACKENDS: dict[str, Callable[[], Backend]] = {}
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[[], Backend]
+    requires: tuple[str, ...]  # optional modules the backend imports when it is built
+    extra: str  # the pyproject extra that installs them
 
 
-def register_backend(name: str, factory: Callable[[], Backend]) -> None:
-    _BACKENDS[name] = factory
+_BACKENDS: dict[str, _Entry] = {}
+
+
+def register_backend(name: str, factory: Callable[[], Backend], requires: tuple[str, ...] = (),
+                     extra: str = "") -> None:
+    _BACKENDS[name] = _Entry(factory, requires, extra)
+
+
+def _missing(entry: _Entry) -> list[str]:
+    return [m for m in entry.requires if importlib.util.find_spec(m) is None]
 
 
 def get_backend(name: str) -> Backend:
     _load_builtin()
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS[name]()
+    entry = _BACKENDS[name]
+    missing = _missing(entry)
+    if missing:
+        raise MlpcError(f"backend {name!r} needs {' and '.join(missing)}: pip install -e .[{entry.extra}]")
+    return entry.factory()
 
 
 def available_backends() -> list[str]:
+    """Registered backends whose optional dependencies are installed (numpy and llvm always are)."""
     _load_builtin()
-    return sorted(_BACKENDS)
+    return sorted(n for n, e in _BACKENDS.items() if not _missing(e))
 
 
 def _load_builtin() -> None:
+    """Import every backend module; each registers itself (an import error is a bug and propagates)."""
+    import runtime.llvm_backend  # noqa: F401
     import runtime.numpy_backend  # noqa: F401
-
-    for module in ("runtime.llvm_backend", "runtime.triton_backend"):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
+    import runtime.triton_backend  # noqa: F401

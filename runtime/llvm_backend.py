@@ -16,9 +16,7 @@ from mlpc.ir import Graph
 from mlpc.locking import ObjectLock
 from mlpc.printer import print_graph
 from mlpc.types import DType
-from passes.fusion import fuse
-from passes.memory import MemoryPlan, plan_memory
-from passes.plan import FusionPlan
+from passes.memory import MemoryPlan
 from runtime import compile_cache
 from runtime.backend import Record, register_backend
 
@@ -46,19 +44,7 @@ def aligned_copy(array: np.ndarray) -> np.ndarray:
     return out
 
 
-def _label_checks(plan: FusionPlan) -> list[tuple[str, int]]:
-    """Data inputs used as class labels, with their class counts (checked before each step)."""
-    names = {i.value: i.name for i in plan.graph.inputs if i.role == "data"}
-    out = []
-    for op in plan.graph.ops:
-        if op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad") and op.operands[1] in names:
-            out.append((names[op.operands[1]], op.operands[0].shape[1]))
-        if op.name == "one_hot" and op.operands[0] in names:
-            out.append((names[op.operands[0]], int(op.attrs["num_classes"])))
-    return sorted(set(out))
-
-
-def _meta(graph: Graph, plan: FusionPlan, mem: MemoryPlan, threads: int) -> dict[str, Any]:
+def _meta(graph: Graph, mem: MemoryPlan, labels: list[tuple[str, int]], threads: int) -> dict[str, Any]:
     inputs = [[i.name, i.role, i.value.dtype.value, list(i.value.shape)] for i in graph.inputs]
     in_value_name = {i.value: i.name for i in graph.inputs}
     state = {i.name for i in graph.inputs if i.role != "data"}
@@ -75,7 +61,7 @@ def _meta(graph: Graph, plan: FusionPlan, mem: MemoryPlan, threads: int) -> dict
             where = ["arena", slot.offset]
         outputs.append([o.name, o.name in state, where, v.dtype.value, list(v.shape)])
     return {"arena": mem.arena_bytes, "inputs": inputs, "outputs": outputs,
-            "labels": _label_checks(plan), "threads": threads}
+            "labels": labels, "threads": threads}
 
 
 class LlvmCompiled:
@@ -217,15 +203,15 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
 
     from codegen.llvm import PROFILE, VERSION
     from codegen.llvm.compile import LoadedCode
+    from codegen.llvm.step import check_dtypes
     from codegen.llvm.target import host_target
 
     t0 = time.perf_counter()
     rec = record or (lambda stage, text: None)
     target = target or host_target()
-    for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
-        if v.dtype not in (DType.f32, DType.i32, DType.i1):
-            raise MlpcError(f"the llvm backend computes in f32 (with i32/i1 indices); got a {v.dtype.value} tensor")
-    sources = compile_cache.source_fingerprint("codegen/llvm", "passes/fusion.py", "passes/plan.py", "passes/memory.py",
+    check_dtypes(graph, "the llvm backend")
+    sources = compile_cache.source_fingerprint("codegen/llvm", "mlpc/ops", "passes/fusion.py", "passes/plan.py",
+                                               "passes/memory.py",
                                                "runtime/llvm_backend.py")
     key = compile_cache.make_key(print_graph(graph, show_loc=False), target.key, VERSION, sources,
                                  llvmlite.__version__,
@@ -257,14 +243,12 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
 def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any], bytes, dict[str, str]]:
     """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
     from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
-    from codegen.llvm.module import build_module, scratch_needs
-    from codegen.llvm.policy import MEMORY, POLICY
+    from codegen.llvm.step import build_step
 
-    plan = fuse(graph, POLICY)
-    mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
+    built = build_step(graph, target, "the llvm backend", profile)
+    plan, mem, step = built.plan, built.mem, built.step
     texts = {"fused": plan.dump(),
              "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
-    step = build_module(plan, mem, target, labels=_label_checks(plan), profile=profile)
     co = optimize_and_emit(str(step.module), target)
     ir_funcs = split_functions_ir(co.ir_text)
     asm_funcs = split_functions_asm(co.asm_text)
@@ -282,7 +266,7 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
             asm_parts.append(f"# ---- {fn}\n{asm_funcs[fn]}")
     texts["llvm"] = "\n".join(ir_parts)
     texts["asm"] = "\n".join(asm_parts)
-    meta = _meta(graph, plan, mem, step.threads)
+    meta = _meta(graph, mem, built.labels, step.threads)
     meta["kernels"] = [k.name for k in step.kernels]
     return meta, co.obj, texts
 

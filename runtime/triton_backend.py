@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -18,9 +17,6 @@ from mlpc.ir import Graph
 from mlpc.types import DType
 from runtime.backend import Record, register_backend
 from runtime.triton_loader import aot_compile_many, interpreting, load_module
-
-if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
-    raise ImportError("the triton backend needs triton and torch: pip install -e .[gpu]")
 
 if TYPE_CHECKING:
     import torch
@@ -331,6 +327,7 @@ def describe_plan(plan: Plan, launches: list[Launch]) -> str:
     return "\n".join(lines) + "\n"
 
 
-register_backend("triton", TritonBackend)
-register_backend("triton-ieee", lambda: TritonBackend("ieee"))
-register_backend("triton-bf16", lambda: TritonBackend("bf16"))
+GPU_DEPS = ("triton", "torch")
+register_backend("triton", TritonBackend, GPU_DEPS, "gpu")
+register_backend("triton-ieee", lambda: TritonBackend("ieee"), GPU_DEPS, "gpu")
+register_backend("triton-bf16", lambda: TritonBackend("bf16"), GPU_DEPS, "gpu")

@@ -7,15 +7,11 @@ from dataclasses import dataclass
 import llvmlite.binding as llvm
 
 from codegen.aot.spec import Loc, StepSpec
+from codegen.llvm import step as llvm_step
 from codegen.llvm.compile import optimize_and_emit
-from codegen.llvm.module import build_module, scratch_needs
-from codegen.llvm.policy import MEMORY, POLICY
 from codegen.llvm.target import Target, init_llvm
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph
-from mlpc.types import DType
-from passes.fusion import fuse
-from passes.memory import plan_memory
 
 JIT_ENTRY = "mlpc_step"          # int (void **args): 0 ok, 1 bad label, 2 no worker threads
 JIT_SHUTDOWN = "mlpc_shutdown"   # void (void): stops the step's worker pool
@@ -27,25 +23,11 @@ class StepModuleText:
     ir_text: str      # unoptimized LLVM IR of the step module, entry renamed to spec.symbol
 
 
-def _label_classes(graph: Graph) -> int:
-    y = next((i.value for i in graph.inputs if i.name == "y"), None)
-    for op in graph.ops:
-        if op.name in ("softmax_cross_entropy", "softmax_cross_entropy_grad") and op.operands[1] is y:
-            return int(op.operands[0].shape[1])
-        if op.name == "one_hot" and op.operands[0] is y:
-            return int(op.attrs["num_classes"])
-    return 0
-
-
 def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target) -> StepModuleText:
-    """Fuse, plan and generate `graph` exactly as the LLVM backend does, and describe its results."""
-    for v in [i.value for i in graph.inputs] + [o.value for o in graph.outputs]:
-        if v.dtype not in (DType.f32, DType.i32, DType.i1):
-            raise MlpcError(f"ahead-of-time export computes in f32 (with i32 labels); got a {v.dtype.value} tensor")
-    plan = fuse(graph, POLICY)
-    mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
-    classes = _label_classes(graph) if kind == "train" else 0
-    step = build_module(plan, mem, target, labels=[("y", classes)] if classes else None)
+    """Fuse, plan and generate `graph` with the LLVM backend's step builder, and describe its results."""
+    built = llvm_step.build_step(graph, target, "ahead-of-time export")
+    mem, step = built.mem, built.step
+    classes = dict(built.labels).get("y", 0) if kind == "train" else 0
     names = [i.name for i in graph.inputs]
     arg = {n: 1 + j for j, n in enumerate(names)}
     input_value = {i.name: i.value for i in graph.inputs}

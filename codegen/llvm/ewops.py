@@ -1,15 +1,17 @@
-"""Elementwise op semantics in LLVM IR, on scalars or vectors: one emitter for every kernel kind."""
+"""Renders scalar expressions (each elementwise op's rule) to LLVM IR, on scalars or vectors."""
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 from llvmlite import ir
 
 from codegen.llvm.irutil import CONTRACT, F32, I32, const, intrinsic
 from mlpc.errors import MlpcError
-from mlpc.ops.elementwise import GELU_C, GELU_K, GELU_SAT
+from mlpc.ops import registry
+from mlpc.ops import scalar as S
 from mlpc.types import DType
 
 LOG2E = 1.4426950408889634
@@ -43,10 +45,6 @@ def fexp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.select(isnan, x, res)
 
 
-def _f(b: ir.IRBuilder, name: str, x: ir.Value, y: ir.Value) -> ir.Value:
-    return getattr(b, name)(x, y, flags=CONTRACT)
-
-
 def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     """NumPy maximum: NaN if either is NaN."""
     pick_x = b.or_(b.fcmp_ordered(">=", x, y), b.fcmp_unordered("uno", x, x))
@@ -56,22 +54,6 @@ def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
 def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     pick_x = b.or_(b.fcmp_ordered("<=", x, y), b.fcmp_unordered("uno", x, x))
     return b.select(pick_x, x, y)
-
-
-def _tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return intrinsic(b, "tanh", x.type, [x])
-
-
-def _sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    one = const(x.type, 1.0)
-    return b.fdiv(one, b.fadd(one, fexp(b, b.fneg(x))))
-
-
-def _gelu(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    ty = x.type
-    xc = _min(b, _max(b, x, const(ty, -GELU_SAT)), const(ty, GELU_SAT))  # x^3 cannot overflow
-    inner = b.fmul(const(ty, GELU_C), b.fadd(xc, b.fmul(const(ty, GELU_K), b.fmul(b.fmul(xc, xc), xc))))
-    return b.fmul(b.fmul(const(ty, 0.5), x), b.fadd(const(ty, 1.0), _tanh(b, inner)))
 
 
 def _pow(b: ir.IRBuilder, x: ir.Value, p: float) -> ir.Value:
@@ -111,76 +93,93 @@ def _cast(b: ir.IRBuilder, x: ir.Value, src: DType, dst: DType, lanes: int) -> i
     raise MlpcError(f"llvm backend: no cast from {src.value} to {dst.value}")
 
 
-_FCMP = {"greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=", "equal": "=="}
+_FCMP = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=="}
+_FARITH = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+_FUNARY: dict[str, Callable[[ir.IRBuilder, ir.Value], ir.Value]] = {
+    "neg": lambda b, x: b.fneg(x),
+    "exp": fexp,
+    "log": lambda b, x: intrinsic(b, "log", x.type, [x]),
+    "sqrt": lambda b, x: intrinsic(b, "sqrt", x.type, [x]),
+    "abs": lambda b, x: intrinsic(b, "fabs", x.type, [x]),
+    "tanh": lambda b, x: intrinsic(b, "tanh", x.type, [x]),
+}
+
+
+@functools.cache
+def _rule(name: str, attrs: tuple[tuple[str, Any], ...]) -> S.Expr:
+    rule = registry.get(name).scalar
+    if rule is None:
+        raise MlpcError(f"llvm backend: op {name} has no scalar rule (not elementwise)")
+    return rule(dict(attrs))
 
 
 def emit(b: ir.IRBuilder, name: str, attrs: dict[str, Any], args: list[ir.Value], dtypes: list[DType],
          out: DType, lanes: int = 1) -> ir.Value:
-    """The IR for one elementwise op applied to already-loaded (and broadcast) operands."""
-    is_float = dtypes[0] == DType.f32 if dtypes else True
-    if name in ("broadcast_to", "reshape"):
-        return args[0]
-    if name in ("add", "sub", "mul", "div"):
-        x, y = args
-        if is_float:
-            return _f(b, {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}[name], x, y)
-        if name == "div":
-            raise MlpcError("llvm backend: integer div is not supported")
-        return getattr(b, name)(x, y)
-    if name in ("maximum", "minimum"):
-        x, y = args
-        if is_float:
-            return (_max if name == "maximum" else _min)(b, x, y)
-        pred = ">=" if name == "maximum" else "<="
-        return b.select(b.icmp_signed(pred, x, y), x, y)
-    if name in _FCMP:
-        x, y = args
-        if is_float:
-            return b.fcmp_ordered(_FCMP[name], x, y)
-        if dtypes[0] == DType.i1:
-            return b.icmp_unsigned(_FCMP[name], x, y)
-        return b.icmp_signed(_FCMP[name], x, y)
-    if name == "where":
-        return b.select(args[0], args[1], args[2])
-    if name == "cast":
-        return _cast(b, args[0], dtypes[0], out, lanes)
-    x = args[0]
-    if not is_float:
-        if name == "neg":
-            return b.neg(x)
-        raise MlpcError(f"llvm backend: {name} of {dtypes[0].value} is not supported")
-    ty = x.type
-    zero = const(ty, 0.0)
-    if name == "neg":
-        return b.fneg(x)
-    if name == "exp":
-        return fexp(b, x)
-    if name == "log":
-        return intrinsic(b, "log", ty, [x])
-    if name == "sqrt":
-        return intrinsic(b, "sqrt", ty, [x])
-    if name == "square":
-        return b.fmul(x, x)
-    if name == "abs":
-        return intrinsic(b, "fabs", ty, [x])
-    if name == "sign":
-        pos = b.select(b.fcmp_ordered(">", x, zero), const(ty, 1.0), x)
-        return b.select(b.fcmp_ordered("<", x, zero), const(ty, -1.0), pos)
-    if name == "pow":
-        return _pow(b, x, float(attrs["exponent"]))
-    if name == "relu":
-        return b.select(b.fcmp_ordered("<", x, zero), zero, x)
-    if name == "relu_grad":
-        return b.select(b.fcmp_ordered(">", x, zero), args[1], const(args[1].type, 0.0))
-    if name == "leaky_relu":
-        return b.select(b.fcmp_ordered(">", x, zero), x, b.fmul(x, const(ty, attrs["alpha"])))
-    if name == "leaky_relu_grad":
-        g = args[1]
-        return b.select(b.fcmp_ordered(">", x, zero), g, b.fmul(g, const(ty, attrs["alpha"])))
-    if name == "sigmoid":
-        return _sigmoid(b, x)
-    if name == "tanh":
-        return _tanh(b, x)
-    if name == "gelu":
-        return _gelu(b, x)
-    raise MlpcError(f"llvm backend: no code for elementwise op {name}")
+    """The IR for one elementwise op applied to already-loaded (and broadcast) operands: its scalar
+    rule (beside the op in mlpc/ops) rendered with contractible (not otherwise fast-math) arithmetic."""
+    expr = _rule(name, tuple(sorted(attrs.items())))
+    return render(b, expr, args, dtypes, out, lanes, CONTRACT, name)
+
+
+def render(b: ir.IRBuilder, expr: S.Expr, args: list[ir.Value], dtypes: list[DType], out: DType,
+           lanes: int = 1, flags: tuple[str, ...] = CONTRACT, what: str = "expression") -> ir.Value:
+    """A scalar expression over loaded values `args` (of `dtypes`); casts convert to `out`."""
+    memo: dict[int, tuple[ir.Value, DType]] = {}
+    f32_type = F32 if lanes == 1 else ir.VectorType(F32, lanes)
+
+    def node(n: S.Expr, like: tuple[ir.Value, DType] | None) -> tuple[ir.Value, DType]:
+        if n.fn == "const":
+            ty, dt = (like[0].type, like[1]) if like is not None else (f32_type, DType.f32)
+            return const(ty, _cval(dt, float(n.value or 0.0))), dt
+        key = id(n)
+        if key not in memo:
+            memo[key] = _node(n)
+        return memo[key]
+
+    def operands(n: S.Expr) -> list[tuple[ir.Value, DType]]:
+        first = next((node(a, None) for a in n.args if a.fn != "const" and (n.fn != "select" or a is not n.args[0])),
+                     None)
+        return [node(a, first) if a.fn == "const" else node(a, None) for a in n.args]
+
+    def _node(n: S.Expr) -> tuple[ir.Value, DType]:
+        if n.fn == "arg":
+            i = int(n.value or 0)
+            return args[i], dtypes[i]
+        ops = operands(n)
+        vals = [v for v, _ in ops]
+        dt = ops[0][1]
+        is_float = dt == DType.f32
+        if n.fn == "select":
+            return b.select(*vals), ops[1][1]
+        if n.fn == "cast":
+            return _cast(b, vals[0], dt, out, lanes), out
+        if n.fn in _FCMP:
+            if is_float:
+                return b.fcmp_ordered(_FCMP[n.fn], *vals), DType.i1
+            cmp = b.icmp_unsigned if dt == DType.i1 else b.icmp_signed
+            return cmp(_FCMP[n.fn], *vals), DType.i1
+        if n.fn in _FARITH:
+            if is_float:
+                return getattr(b, _FARITH[n.fn])(*vals, flags=flags), dt
+            if n.fn == "div":
+                raise MlpcError(f"llvm backend: integer div is not supported ({what})")
+            return getattr(b, n.fn)(*vals), dt
+        if n.fn in ("max", "min"):
+            if is_float:
+                return (_max if n.fn == "max" else _min)(b, *vals), dt
+            return b.select(b.icmp_signed(">=" if n.fn == "max" else "<=", *vals), *vals), dt
+        if n.fn == "neg" and not is_float:
+            return b.neg(vals[0]), dt
+        if not is_float:
+            raise MlpcError(f"llvm backend: {what} of {dt.value} is not supported")
+        if n.fn == "fma":
+            return b.fadd(b.fmul(vals[0], vals[1], flags=flags), vals[2], flags=flags), dt
+        if n.fn == "powc":
+            return _pow(b, vals[0], float(n.value or 0.0)), dt
+        return _FUNARY[n.fn](b, vals[0]), dt
+
+    return node(expr, None)[0]
+
+
+def _cval(dt: DType, v: float) -> float | int:
+    return int(v) if dt in (DType.i32, DType.i1) else v

@@ -34,7 +34,7 @@ from codegen.llvm.irutil import (
 )
 from mlpc.errors import MlpcError
 from mlpc.ir import Op, Value
-from mlpc.ops.optim import split_operands
+from mlpc.ops.optim import StepScalar, UpdateRule, split_operands, update_rule
 from mlpc.ops.structural import normalize_axes
 from mlpc.types import DType
 
@@ -353,29 +353,12 @@ def _bias_correction(c: KCtx, t: Value, beta: ir.Value) -> ir.Value:
     return b.fptrunc(b.fsub(ir.Constant(F64, 1.0), pw), F32)
 
 
-def _prelude(c: KCtx, op: Op) -> dict[str, ir.Value]:
-    """Per-op scalars computed once per step: the runtime hyperparameters (read from their f32[]
-    operands), 1 - beta, lr * weight_decay and the bias corrections."""
-    b = c.b
-    a = op.attrs
-    _, t, hyper = split_operands(op.name, a, op.operands)
-    pre = {n: c.read(v, i64(0)) for n, v in hyper.items()}
-    one = const(F32, 1.0)
-    if op.name == "adam_update":
-        pre["1-beta1"] = b.fsub(one, pre["beta1"])
-        pre["1-beta2"] = b.fsub(one, pre["beta2"])
-        pre["lr*wd"] = b.fmul(pre["lr"], pre["weight_decay"])
-        if a["bias_correction"]:
-            # multiply by 1/bc (one division per step, not per element): within 1 ulp of m / bc
-            pre["bc1"] = b.fdiv(one, _bias_correction(c, t, pre["beta1"]))
-            pre["bc2"] = b.fdiv(one, _bias_correction(c, t, pre["beta2"]))
-    if op.name == "momentum_update":
-        pre["1-beta"] = b.fsub(one, pre["beta"])
-        if a["unbiased"]:
-            pre["bc"] = _bias_correction(c, t, pre["beta"])
-    if op.name == "sgd_update" and a["momentum"]:
-        pre["first"] = b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
-    return pre
+def _prelude(c: KCtx, op: Op, rule: UpdateRule) -> list[ir.Value]:
+    """Per-op scalars computed once per step, in the rule's argument order after the tensors: the
+    runtime hyperparameters (read from their f32[] operands), then the rule's step scalars."""
+    _, t, hyper = split_operands(op.name, op.attrs, op.operands)
+    hv = {n: c.read(v, i64(0)) for n, v in hyper.items()}
+    return [hv[n] for n in rule.hypers] + [_step_scalar(c, t, sc, hv) for sc in rule.scalars]
 
 
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
@@ -385,7 +368,8 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
     grads = {o.result: o for o in ops if o.name == "matmul"}  # rank-K weight gradients, recomputed here
     for op in reversed([o for o in ops if o.name != "matmul"]):
         n = op.operands[0].type.size
-        update = functools.partial(_emit_update, c, op, _prelude(c, op), outputs)
+        rule = update_rule(op.name, op.attrs)
+        update = functools.partial(_emit_update, c, op, rule, _prelude(c, op, rule), outputs)
         mm = grads.get(op.operands[1])
         if mm is None:
             lo, hi = c.span(n)
@@ -406,54 +390,26 @@ def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
                 update(b.add(b.mul(r, i64(cols)), col), g)
 
 
-def _emit_update(c: KCtx, op: Op, pre: dict[str, ir.Value], outputs: list[Value], i: ir.Value,
+def _step_scalar(c: KCtx, t: Value, s: StepScalar, hyper: dict[str, ir.Value]) -> ir.Value:
+    """A per-step scalar of an update rule, computed once before the element loop."""
+    if s.kind == "first_step":
+        return c.b.icmp_signed("==", c.read(t, i64(0)), ir.Constant(I32, 0))
+    if s.kind == "bias_correction":
+        return _bias_correction(c, t, hyper[s.beta])
+    raise MlpcError(f"llvm backend: unknown step scalar {s.kind!r}")
+
+
+def _emit_update(c: KCtx, op: Op, rule: UpdateRule, pre: list[ir.Value], outputs: list[Value], i: ir.Value,
                  g: ir.Value | None) -> None:
-    """One element of an update op at index i (g: the gradient if computed in registers)."""
+    """One element of an update op at index i (g: the gradient if computed in registers): the op's
+    update rule (mlpc/ops/optim.py) rendered with contractible arithmetic."""
     b = c.b
     tensors, _, _ = split_operands(op.name, op.attrs, op.operands)
     vals = [g if (j == 1 and g is not None) else c.read(v, i) for j, v in enumerate(tensors)]
-    res = _update(b, op.name, op.attrs, vals, pre, lambda x: const(F32, x), ("contract",))
-    for r, v in zip(op.results, res):
+    args = vals + pre
+    dts = ([DType.f32] * (len(vals) + len(rule.hypers))
+           + [DType.i1 if s.kind == "first_step" else DType.f32 for s in rule.scalars])
+    for r, e in zip(op.results, rule.outputs):
         if r in outputs:
+            v = ewops.render(b, e, args, dts, DType.f32, 1, ("contract",), op.name)
             b.store(v, gep(b, F32, c.ptr(r), i))
-
-
-def _update(b: ir.IRBuilder, name: str, a: dict, vals: list[ir.Value], pre: dict[str, ir.Value],
-            k: Callable[[float], ir.Value], flags: tuple[str, ...]) -> list[ir.Value]:
-    """The update rule of mlpc/ops/optim.py's references, with runtime hyperparameters from `pre`."""
-    def mul(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.fmul(x, y, flags=flags)
-
-    def add(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.fadd(x, y, flags=flags)
-
-    def sub(x: ir.Value, y: ir.Value) -> ir.Value:
-        return b.fsub(x, y, flags=flags)
-    p, g = vals[0], vals[1]
-    if a.get("clip"):
-        g = mul(g, pre["gscale"])
-    if name == "adam_update":
-        m, v = vals[2], vals[3]
-        if a["decoupled"]:
-            p = sub(p, mul(pre["lr*wd"], p))
-        else:
-            g = add(g, mul(pre["weight_decay"], p))
-        m = add(mul(pre["beta1"], m), mul(pre["1-beta1"], g))
-        v = add(mul(pre["beta2"], v), mul(pre["1-beta2"], mul(g, g)))
-        mh, vh = (mul(m, pre["bc1"]), mul(v, pre["bc2"])) if a["bias_correction"] else (m, v)
-        den = add(intrinsic(b, "sqrt", F32, [vh]), k(a["eps"]))
-        return [sub(p, b.fdiv(mul(pre["lr"], mh), den)), m, v]
-    if name == "momentum_update":
-        u = add(mul(pre["beta"], vals[2]), mul(pre["1-beta"], g))
-        step = b.fdiv(u, pre["bc"]) if a["unbiased"] else u
-        return [sub(p, mul(pre["lr"], step)), u]
-    if name == "sgd_update":
-        g = add(g, mul(pre["weight_decay"], p))
-        if a["momentum"]:
-            buf = vals[2]
-            later = add(mul(pre["momentum"], buf), mul(k(1 - a["dampening"]), g))
-            buf = b.select(pre["first"], g, later)
-            d = add(g, mul(pre["momentum"], buf)) if a["nesterov"] else buf
-            return [sub(p, mul(pre["lr"], d)), buf]
-        return [sub(p, mul(pre["lr"], g))]
-    raise MlpcError(f"llvm backend: no code for optimizer {name}")

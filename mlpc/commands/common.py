@@ -27,9 +27,7 @@ def add_model_args(p: argparse.ArgumentParser, default_backend: str | None = Non
 
 
 def default_backend() -> str:
-    from runtime.backend import available_backends
-
-    return "llvm" if "llvm" in available_backends() else "numpy"
+    return "llvm"  # llvmlite is a core dependency: the llvm backend is always there
 
 
 def batch_size_of(args: argparse.Namespace, mf: ModelFile) -> tuple[int, str]:

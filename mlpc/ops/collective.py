@@ -36,4 +36,6 @@ def _allreduce_vjp(b: Builder, op, cts):  # noqa: ANN001
 
 register(OpDef("allreduce", "other", _allreduce_infer, _allreduce_ref, _allreduce_vjp, {"reduce": "sum"},
                doc="sum/mean over the ranks of the job; `row_weighted_mean` weighs each rank by its rows "
-                   "of the global batch (a rank's mean loss/gradient becomes the global batch's)"))
+                   "of the global batch (a rank's mean loss/gradient becomes the global batch's)",
+               # one add per element and rank, done by MPI between the two halves of a data-parallel step
+               flops=lambda op: op.result.type.size))

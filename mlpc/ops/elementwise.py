@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from mlpc.errors import ShapeError
-from mlpc.ops.registry import Attrs, Builder, OpDef, register
+from mlpc.ops import scalar as S
+from mlpc.ops.registry import Attrs, Builder, FlopRule, OpDef, ScalarRule, register
 from mlpc.types import DType, TensorType
 
 GELU_C = math.sqrt(2.0 / math.pi)
@@ -75,12 +76,14 @@ def _grad_infer(name: str):
     return infer
 
 
-def _binary(name: str, ref, vjp, doc: str) -> None:
-    register(OpDef(name, "elementwise", _binary_infer(name), ref, vjp, doc=doc))
+def _binary(name: str, ref, vjp, doc: str, scalar: S.Expr, flops: FlopRule = 1) -> None:
+    register(OpDef(name, "elementwise", _binary_infer(name), ref, vjp, doc=doc, scalar=lambda a: scalar,
+                   flops=flops))
 
 
-def _unary(name: str, ref, vjp, doc: str, attrs: Attrs | None = None) -> None:
-    register(OpDef(name, "elementwise", _unary_infer(name), ref, vjp, attrs or {}, doc))
+def _unary(name: str, ref, vjp, doc: str, scalar: ScalarRule, flops: FlopRule = 1,
+           attrs: Attrs | None = None, activation: bool = False) -> None:
+    register(OpDef(name, "elementwise", _unary_infer(name), ref, vjp, attrs or {}, doc, scalar, flops, activation))
 
 
 # --- binary arithmetic -------------------------------------------------------------------
@@ -124,17 +127,28 @@ def _minmax_vjp(compare: str):
     return vjp
 
 
-_binary("add", np.add, _add_vjp, "x + y with NumPy broadcasting")
-_binary("sub", np.subtract, _sub_vjp, "x - y with NumPy broadcasting")
-_binary("mul", np.multiply, _mul_vjp, "x * y with NumPy broadcasting")
-_binary("div", np.divide, _div_vjp, "x / y with NumPy broadcasting")
-_binary("maximum", np.maximum, _minmax_vjp("greater_equal"), "elementwise max (ties: gradient to x)")
-_binary("minimum", np.minimum, _minmax_vjp("less_equal"), "elementwise min (ties: gradient to x)")
+X, Y = S.X, S.Y
 
-for _name, _ref in (("greater", np.greater), ("greater_equal", np.greater_equal),
-                    ("less", np.less), ("less_equal", np.less_equal), ("equal", np.equal)):
+
+def _same(e: S.Expr) -> ScalarRule:
+    return lambda a: e
+
+
+_binary("add", np.add, _add_vjp, "x + y with NumPy broadcasting", X + Y)
+_binary("sub", np.subtract, _sub_vjp, "x - y with NumPy broadcasting", X - Y)
+_binary("mul", np.multiply, _mul_vjp, "x * y with NumPy broadcasting", X * Y)
+_binary("div", np.divide, _div_vjp, "x / y with NumPy broadcasting", X / Y)
+_binary("maximum", np.maximum, _minmax_vjp("greater_equal"), "elementwise max (ties: gradient to x)",
+        S.maximum(X, Y))
+_binary("minimum", np.minimum, _minmax_vjp("less_equal"), "elementwise min (ties: gradient to x)",
+        S.minimum(X, Y))
+
+for _name, _ref, _cmp in (("greater", np.greater, S.gt), ("greater_equal", np.greater_equal, S.ge),
+                          ("less", np.less, S.lt), ("less_equal", np.less_equal, S.le),
+                          ("equal", np.equal, S.eq)):
     register(OpDef(_name, "elementwise", _binary_infer(_name, DType.i1), _ref, None,
-                   doc=f"{_name} compare, i1 result (not differentiable)"))
+                   doc=f"{_name} compare, i1 result (not differentiable)", scalar=_same(_cmp(X, Y)),
+                   flops=1))
 
 
 def _where_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -156,19 +170,22 @@ def _where_vjp(b: Builder, op, cts):
 
 
 register(OpDef("where", "elementwise", _where_infer, np.where, _where_vjp,
-               doc="select a where cond else b, with broadcasting"))
+               doc="select a where cond else b, with broadcasting", scalar=lambda a: S.select(X, Y, S.Z),
+               flops=1))
 
 # --- unary math ----------------------------------------------------------------------------
 
-_unary("neg", np.negative, lambda b, op, cts: [b.neg(cts[0])], "-x")
-_unary("exp", np.exp, lambda b, op, cts: [b.mul(cts[0], op.result)], "e^x")
-_unary("log", np.log, lambda b, op, cts: [b.div(cts[0], op.operands[0])], "natural log")
+_unary("neg", np.negative, lambda b, op, cts: [b.neg(cts[0])], "-x", _same(-X))
+_unary("exp", np.exp, lambda b, op, cts: [b.mul(cts[0], op.result)], "e^x", _same(S.exp(X)))
+_unary("log", np.log, lambda b, op, cts: [b.div(cts[0], op.operands[0])], "natural log", _same(S.log(X)))
 _unary("sqrt", np.sqrt, lambda b, op, cts: [b.div(b.mul(cts[0], b.scalar(0.5, op.result)), op.result)],
-       "square root")
+       "square root", _same(S.sqrt(X)))
 _unary("square", np.square,
-       lambda b, op, cts: [b.mul(cts[0], b.mul(op.operands[0], b.scalar(2.0, op.result)))], "x * x")
-_unary("abs", np.abs, lambda b, op, cts: [b.mul(cts[0], b.sign(op.operands[0]))], "|x|")
-_unary("sign", np.sign, lambda b, op, cts: [None], "sign of x (derivative 0)")
+       lambda b, op, cts: [b.mul(cts[0], b.mul(op.operands[0], b.scalar(2.0, op.result)))], "x * x",
+       _same(X * X))
+_unary("abs", np.abs, lambda b, op, cts: [b.mul(cts[0], b.sign(op.operands[0]))], "|x|", _same(S.abs_(X)))
+_unary("sign", np.sign, lambda b, op, cts: [None], "sign of x (derivative 0)",
+       _same(S.select(S.gt(X, 0.0), 1.0, S.select(S.lt(X, 0.0), -1.0, X))))
 
 
 def _pow_ref(x, exponent):
@@ -181,16 +198,19 @@ def _pow_vjp(b: Builder, op, cts):
     return [b.mul(cts[0], b.mul(b.pow(x, exponent=p - 1.0), b.scalar(p, x)))]
 
 
-_unary("pow", _pow_ref, _pow_vjp, "x ** exponent (a constant)", {"exponent": 2.0})
+_unary("pow", _pow_ref, _pow_vjp, "x ** exponent (a constant)", lambda a: S.powc(X, a["exponent"]),
+       attrs={"exponent": 2.0})
 
 # --- activations -------------------------------------------------------------------------
 
 _unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)),
-       lambda b, op, cts: [b.relu_grad(op.operands[0], cts[0])], "max(x, 0)")
+       lambda b, op, cts: [b.relu_grad(op.operands[0], cts[0])], "max(x, 0)",
+       _same(S.select(S.lt(X, 0.0), 0.0, X)), activation=True)
 register(OpDef("relu_grad", "elementwise", _grad_infer("relu_grad"),
                lambda x, g: np.where(x > 0, g, np.zeros((), g.dtype)),
                lambda b, op, cts: [None, b.relu_grad(op.operands[0], cts[0])],
-               doc="g where x > 0 else 0: the derivative of relu applied to g"))
+               doc="g where x > 0 else 0: the derivative of relu applied to g",
+               scalar=_same(S.select(S.gt(X, 0.0), Y, 0.0)), flops=1))
 
 
 def _leaky_ref(x, alpha):
@@ -203,10 +223,12 @@ def _leaky_grad_ref(x, g, alpha):
 
 _unary("leaky_relu", _leaky_ref,
        lambda b, op, cts: [b.leaky_relu_grad(op.operands[0], cts[0], alpha=op.attrs["alpha"])],
-       "x if x > 0 else alpha * x", {"alpha": 0.01})
+       "x if x > 0 else alpha * x", lambda a: S.select(S.gt(X, 0.0), X, X * a["alpha"]), 2, {"alpha": 0.01},
+       True)
 register(OpDef("leaky_relu_grad", "elementwise", _grad_infer("leaky_relu_grad"), _leaky_grad_ref,
                lambda b, op, cts: [None, b.leaky_relu_grad(op.operands[0], cts[0], alpha=op.attrs["alpha"])],
-               {"alpha": 0.01}, "g if x > 0 else alpha * g"))
+               {"alpha": 0.01}, "g if x > 0 else alpha * g",
+               lambda a: S.select(S.gt(X, 0.0), Y, Y * a["alpha"]), 2))
 
 
 def _sigmoid_ref(x):
@@ -218,9 +240,10 @@ def _sigmoid_vjp(b: Builder, op, cts):
     return [b.mul(cts[0], b.mul(y, b.sub(b.scalar(1.0, y), y)))]
 
 
-_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, "1 / (1 + e^-x)")
+_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, "1 / (1 + e^-x)", _same(S.sigmoid(X)), 3, activation=True)
 _unary("tanh", np.tanh,
-       lambda b, op, cts: [b.mul(cts[0], b.sub(b.scalar(1.0, op.result), b.square(op.result)))], "tanh x")
+       lambda b, op, cts: [b.mul(cts[0], b.sub(b.scalar(1.0, op.result), b.square(op.result)))], "tanh x",
+       _same(S.tanh(X)), activation=True)
 
 
 def _gelu_ref(x):
@@ -244,7 +267,66 @@ def _gelu_vjp(b: Builder, op, cts):
     return [b.mul(cts[0], deriv)]
 
 
-_unary("gelu", _gelu_ref, _gelu_vjp, "tanh-approximate GELU: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))")
+# 0.5 x (1 + tanh(u)) = x sigmoid(2u), u from x clamped to GELU_SAT like the reference: saturates
+# (x -> -inf: -0, x -> inf: x) without NaN and x^3 never overflows
+_XC = S.minimum(S.maximum(X, -GELU_SAT), GELU_SAT)
+_unary("gelu", _gelu_ref, _gelu_vjp, "tanh-approximate GELU: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))",
+       _same(X * S.sigmoid((2 * GELU_C) * (_XC + GELU_K * (_XC * _XC * _XC)))), 8, activation=True)
+
+
+_erf_ufunc = np.frompyfunc(math.erf, 1, 1)
+ERF_D = 2.0 / math.sqrt(math.pi)
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _erf64(x) -> np.ndarray:
+    """erf in float64 (math.erf per element; also for rank-0 inputs)."""
+    return np.asarray(_erf_ufunc(np.asarray(x, np.float64)), np.float64)
+
+
+def _erf_ref(x):
+    return _erf64(x).astype(x.dtype)
+
+
+def _erf_vjp(b: Builder, op, cts):
+    x = op.operands[0]
+    return [b.mul(cts[0], b.mul(b.scalar(ERF_D, x), b.exp(b.neg(b.square(x)))))]
+
+
+_unary("erf", _erf_ref, _erf_vjp, "the error function (float32: rational fit, a few ulp)", _same(S.erf(X)), 1)
+
+
+def _gelu_erf_ref(x):
+    return (0.5 * x * (1.0 + _erf64(np.asarray(x, np.float64) * SQRT_HALF))).astype(x.dtype)
+
+
+def _gelu_erf_vjp(b: Builder, op, cts):
+    """Phi(x) + x phi(x), in primitive ops; saturates (phi's exp(-x^2/2) -> 0, never NaN for finite x)."""
+    x = op.operands[0]
+    s = lambda v: b.scalar(v, x)  # noqa: E731
+    cdf = b.mul(s(0.5), b.add(s(1.0), b.erf(b.mul(x, s(SQRT_HALF)))))
+    pdf = b.mul(s(INV_SQRT_2PI), b.exp(b.mul(s(-0.5), b.square(x))))
+    return [b.mul(cts[0], b.add(cdf, b.mul(x, pdf)))]
+
+
+_unary("gelu_erf", _gelu_erf_ref, _gelu_erf_vjp, "exact GELU: 0.5x(1 + erf(x / sqrt 2)) (PyTorch's default)",
+       _same(0.5 * X * (1.0 + S.erf(X * SQRT_HALF))), 5, activation=True)
+
+
+def _silu_ref(x):
+    return (x * _sigmoid_ref(x)).astype(x.dtype)
+
+
+def _silu_vjp(b: Builder, op, cts):
+    """s (1 + x (1 - s)) with s = sigmoid(x): 0 * finite for x -> -inf, never NaN for finite x."""
+    x = op.operands[0]
+    sg = b.sigmoid(x)
+    one = b.scalar(1.0, x)
+    return [b.mul(cts[0], b.mul(sg, b.add(one, b.mul(x, b.sub(one, sg)))))]
+
+
+_unary("silu", _silu_ref, _silu_vjp, "SiLU / swish: x sigmoid(x)", _same(X * S.sigmoid(X)), 4, activation=True)
 
 
 def _cast_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -265,4 +347,4 @@ def _cast_vjp(b: Builder, op, cts):
 
 
 register(OpDef("cast", "elementwise", _cast_infer, lambda x, dtype: x.astype(DType(dtype).numpy),
-               _cast_vjp, {"dtype": "f32"}, "convert to another dtype"))
+               _cast_vjp, {"dtype": "f32"}, "convert to another dtype", _same(S.cast(X)), 0))

@@ -24,7 +24,7 @@ def _eye_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
 
 
 register(OpDef("eye", "constant", _eye_infer, lambda n, dtype: np.eye(n, dtype=DType(dtype).numpy),
-               lambda b, op, cts: [], {"n": 1, "dtype": "f32"}, "the n x n identity matrix"))
+               lambda b, op, cts: [], {"n": 1, "dtype": "f32"}, "the n x n identity matrix", flops=0))
 
 
 def _axis(axis: int, rank: int) -> int:
@@ -60,7 +60,7 @@ def _concat_vjp(b: Builder, op, cts):
 
 register(OpDef("concat", "shape", _concat_infer,
                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp, {"axis": 0},
-               "join operands along an axis"))
+               "join operands along an axis", flops=0))
 
 
 def _slice_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -99,7 +99,7 @@ def _slice_vjp(b: Builder, op, cts):
 
 
 register(OpDef("slice", "shape", _slice_infer, _slice_ref, _slice_vjp, {"axis": 0, "start": 0, "stop": 1},
-               "elements start..stop-1 along one axis"))
+               "elements start..stop-1 along one axis", flops=0))
 
 
 def _solve_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -147,6 +147,13 @@ def _solve_vjp(b: Builder, op, cts):
     return [b.neg(da), db]
 
 
+def _solve_flops(op) -> int:
+    """LU factorization (2/3 n^3) plus forward/back substitution (2 n^2 per right-hand side)."""
+    n = op.operands[0].shape[0]
+    rhs = op.operands[1].shape[1] if op.operands[1].type.rank == 2 else 1
+    return (2 * n ** 3) // 3 + 2 * n * n * rhs
+
+
 register(OpDef("linear_solve", "other", _solve_infer, solve_reference, _solve_vjp,
                {"shift": 0.0, "method": "lu"},
-               "x with (A + shift I) x = b (LU or Cholesky, in float64)"))
+               "x with (A + shift I) x = b (LU or Cholesky, in float64)", flops=_solve_flops))

@@ -11,6 +11,11 @@ from mlpc.ops.registry import Attrs, Builder, OpDef, register
 from mlpc.types import DType, TensorType
 
 
+def _rowwise(per_element: int):
+    """FLOP rule: `per_element` FLOPs for each element of the first operand."""
+    return lambda op: per_element * op.operands[0].type.size
+
+
 def _rowwise_infer(name: str):
     def infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
         if len(types) != 1 or types[0].rank < 1 or not types[0].dtype.is_float:
@@ -37,11 +42,11 @@ def softmax_vjp_of(b: Builder, y, g):
 
 register(OpDef("softmax", "other", _rowwise_infer("softmax"), _softmax_ref,
                lambda b, op, cts: [softmax_vjp_of(b, op.result, cts[0])],
-               doc="softmax over the last axis"))
+               doc="softmax over the last axis", flops=_rowwise(5)))  # max, sub, exp, sum, div
 register(OpDef("log_softmax", "other", _rowwise_infer("log_softmax"), _log_softmax_ref,
                lambda b, op, cts: [b.sub(cts[0], b.mul(b.exp(op.result),
                                                        b.sum(cts[0], axes=[-1], keepdims=True)))],
-               doc="log of softmax over the last axis, computed stably"))
+               doc="log of softmax over the last axis, computed stably", flops=_rowwise(5)))
 
 
 def _check_logits_labels(name: str, logits: TensorType, labels: TensorType) -> None:
@@ -95,9 +100,9 @@ def _sce_grad_vjp(b: Builder, op, cts):
 
 register(OpDef("softmax_cross_entropy", "loss", _sce_infer, _sce_ref,
                lambda b, op, cts: [b.softmax_cross_entropy_grad(op.operands[0], op.operands[1], cts[0]), None],
-               doc="mean over rows of -log softmax(logits)[label]"))
+               doc="mean over rows of -log softmax(logits)[label]", flops=_rowwise(5)))
 register(OpDef("softmax_cross_entropy_grad", "loss", _sce_grad_infer, _sce_grad_ref, _sce_grad_vjp,
-               doc="fused gradient g * (softmax(logits) - onehot(labels)) / batch"))
+               doc="fused gradient g * (softmax(logits) - onehot(labels)) / batch", flops=_rowwise(6)))
 
 
 def _mse_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -115,7 +120,7 @@ def _mse_vjp(b: Builder, op, cts):
 
 register(OpDef("mse", "loss", _mse_infer,
                lambda p, t: np.asarray(np.mean(np.square(p - t)), p.dtype), _mse_vjp,
-               doc="mean over all elements of (prediction - target)^2"))
+               doc="mean over all elements of (prediction - target)^2", flops=_rowwise(3)))
 
 
 def _one_hot_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -131,4 +136,4 @@ def _one_hot_ref(labels, num_classes, dtype):
 
 
 register(OpDef("one_hot", "other", _one_hot_infer, _one_hot_ref, lambda b, op, cts: [None],
-               {"num_classes": 1, "dtype": "f32"}, "1.0 at each label's class, else 0.0"))
+               {"num_classes": 1, "dtype": "f32"}, "1.0 at each label's class, else 0.0", flops=0))

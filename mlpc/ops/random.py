@@ -83,4 +83,6 @@ def _mask_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
 
 register(OpDef("dropout_mask", "other", _mask_infer, _mask_ref, lambda b, op, cts: [None],
                {"p": 0.5, "seed": 0, "stream": 0, "shape": ()},
-               "0 or 1/(1-p) per element from Philox4x32-10 keyed by (seed, step t, stream, position)"))
+               "0 or 1/(1-p) per element from Philox4x32-10 keyed by (seed, step t, stream, position)",
+               # integer work, counted as operations: 10 Philox rounds of ~8 per 4 elements, a compare and select each
+               flops=lambda op: 22 * op.result.type.size))

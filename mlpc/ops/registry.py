@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
 from mlpc.errors import ShapeError
 from mlpc.ir import Op, Value
+from mlpc.ops.scalar import Expr
 from mlpc.types import TensorType
 
 Attrs = dict[str, Any]
 InferRule = Callable[[Sequence[TensorType], Attrs], list[TensorType]]
 VjpRule = Callable[["Builder", Op, list["Value | None"]], list["Value | None"]]
 Reference = Callable[..., Any]
+ScalarRule = Callable[[Attrs], Expr]  # an elementwise op's math on one element (mlpc/ops/scalar.py)
+FlopRule = Union[int, Callable[[Op], int]]  # FLOPs per result element, or FLOPs of one execution
 
 # kinds guide fusion and codegen: how an op touches memory.
 KINDS = ("elementwise", "reduction", "matmul", "shape", "loss", "optimizer", "constant", "other")
@@ -31,6 +34,9 @@ class OpDef:
     vjp: VjpRule | None = None
     attrs: Attrs = field(default_factory=dict)  # defaults; keys not listed are rejected
     doc: str = ""
+    scalar: ScalarRule | None = None  # elementwise math, rendered by every backend
+    flops: FlopRule | None = None  # cost rule (mlpc/cost.py); every op must have one
+    activation: bool = False  # a layer's nonlinearity (the probe pass records its output)
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -39,6 +45,10 @@ _REGISTRY: dict[str, OpDef] = {}
 def register(opdef: OpDef) -> OpDef:
     if opdef.kind not in KINDS:
         raise ValueError(f"unknown op kind {opdef.kind!r}")
+    if opdef.kind == "elementwise" and opdef.scalar is None:
+        raise ValueError(f"elementwise op {opdef.name!r} needs a scalar rule")
+    if opdef.flops is None:
+        raise ValueError(f"op {opdef.name!r} needs a FLOP cost rule")
     if opdef.name in _REGISTRY:
         raise ValueError(f"op {opdef.name!r} registered twice")
     _REGISTRY[opdef.name] = opdef

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from mlpc.errors import ShapeError
+from mlpc.ops import scalar as S
 from mlpc.ops.elementwise import broadcast_shapes
 from mlpc.ops.registry import Attrs, Builder, OpDef, register
 from mlpc.types import DType, TensorType
@@ -31,7 +32,7 @@ def _full_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
 register(OpDef("full", "constant", _full_infer,
                lambda value, dtype, shape: np.full(tuple(shape), value, DType(dtype).numpy),
                lambda b, op, cts: [], {"value": 0.0, "dtype": "f32", "shape": ()},
-               "a tensor filled with one value"))
+               "a tensor filled with one value", flops=0))
 
 
 def _broadcast_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -50,7 +51,7 @@ def _broadcast_vjp(b: Builder, op, cts):
 
 register(OpDef("broadcast_to", "shape", _broadcast_infer,
                lambda x, shape: np.broadcast_to(x, tuple(shape)).copy(), _broadcast_vjp,
-               {"shape": ()}, "NumPy broadcast to a shape"))
+               {"shape": ()}, "NumPy broadcast to a shape", scalar=lambda a: S.X, flops=0))
 
 
 def _reshape_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -66,7 +67,7 @@ def _reshape_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType
 
 register(OpDef("reshape", "shape", _reshape_infer, lambda x, shape: np.reshape(x, tuple(shape)),
                lambda b, op, cts: [b.reshape(cts[0], shape=op.operands[0].shape)],
-               {"shape": ()}, "same elements, row-major, another shape"))
+               {"shape": ()}, "same elements, row-major, another shape", scalar=lambda a: S.X, flops=0))
 
 
 def _transpose_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -89,7 +90,7 @@ def _transpose_vjp(b: Builder, op, cts):
 
 register(OpDef("transpose", "shape", _transpose_infer,
                lambda x, perm: np.ascontiguousarray(np.transpose(x, tuple(perm) or None)),
-               _transpose_vjp, {"perm": ()}, "permute axes (empty perm reverses them)"))
+               _transpose_vjp, {"perm": ()}, "permute axes (empty perm reverses them)", flops=0))
 
 
 def normalize_axes(axes, rank: int) -> tuple[int, ...]:
@@ -157,7 +158,8 @@ def _reduce_ref(fn):
 
 for _name, _fn, _vjp in (("sum", np.sum, _sum_vjp), ("mean", np.mean, _mean_vjp), ("max", np.max, _max_vjp)):
     register(OpDef(_name, "reduction", _reduce_infer(_name), _reduce_ref(_fn), _vjp,
-                   {"axes": (), "keepdims": False}, f"{_name} over the given axes"))
+                   {"axes": (), "keepdims": False}, f"{_name} over the given axes",
+                   flops=lambda op: op.operands[0].type.size))
 
 
 def _matmul_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
@@ -196,5 +198,13 @@ def _matmul_vjp(bd: Builder, op, cts):
             bd.matmul(g, a, transpose_a=True, transpose_b=True)]
 
 
+def _matmul_flops(op) -> int:
+    """2 M N K: one multiply and one add per term."""
+    a = op.operands[0].shape
+    k = a[0] if op.attrs.get("transpose_a") else a[1]
+    return 2 * op.result.type.size * k
+
+
 register(OpDef("matmul", "matmul", _matmul_infer, _matmul_ref, _matmul_vjp,
-               {"transpose_a": False, "transpose_b": False}, "op(A) @ op(B), op = transpose or not"))
+               {"transpose_a": False, "transpose_b": False}, "op(A) @ op(B), op = transpose or not",
+               flops=_matmul_flops))

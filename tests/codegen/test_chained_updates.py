@@ -14,6 +14,8 @@ GRAPHS = [
     """func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5], q: f32[5]) {
   %lr: f32[] = full {value = 0.1}
   %wd: f32[] = full {value = 0.0}
+  %b1: f32[] = full {value = 0.9}
+  %b2: f32[] = full {value = 0.999}
   %0: f32[5] = sgd_update %p, %x, %t, %lr, %wd
   %1: f32[5] = sgd_update %0, %x, %t, %lr, %wd
   %2: f32[5] = mul %0, %x
@@ -22,6 +24,8 @@ GRAPHS = [
     """func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5]) {
   %lr: f32[] = full {value = 0.1}
   %wd: f32[] = full {value = 0.0}
+  %b1: f32[] = full {value = 0.9}
+  %b2: f32[] = full {value = 0.999}
   %0: f32[5] = sgd_update %p, %x, %t, %lr, %wd
   %1: f32[5] = sgd_update %0, %x, %t, %lr, %wd
   return %1
@@ -38,10 +42,12 @@ GRAPHS = [
 }""",
     """func @g(param %p: f32[5], state %u: f32[5], state %t: i32[], data %x: f32[5]) -> (a: f32[5], b: f32[5]) {
   %lr: f32[] = full {value = 0.1}
-  %beta: f32[] = full {value = 0.9}
-  %0: f32[5], %1: f32[5] = momentum_update %p, %x, %u, %t, %lr, %beta
+  %wd: f32[] = full {value = 0.0}
+  %b1: f32[] = full {value = 0.9}
+  %b2: f32[] = full {value = 0.999}
+  %0: f32[5], %1: f32[5] = momentum_update %p, %x, %u, %t, %lr, %b1
   %2: f32[5] = exp %1
-  %3: f32[5], %4: f32[5] = momentum_update %2, %0, %1, %t, %lr, %beta
+  %3: f32[5], %4: f32[5] = momentum_update %2, %0, %1, %t, %lr, %b1
   return %3, %2
 }""",
 ]

@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 
 from mlpc.ir import Graph, Input, Output, Value
-from mlpc.ops import Builder
+from mlpc.ops import Builder, all_ops
 from mlpc.ops.optim import split_attrs
 from mlpc.types import DType, TensorType, f32
 from tests.handgraphs import assert_close, run_both
+from tests.op_cases import cases
 
-UNARY = ["neg", "exp", "log", "sqrt", "square", "abs", "sign", "relu", "sigmoid", "tanh", "gelu", "leaky_relu"]
+# every unary elementwise op with its sample attributes (tests/op_cases.py), so new ops join
+UNARY = {c.op: (c.attrs, c.domain) for c in cases("f32") if len(c.operands) == 1
+         and all_ops()[c.op].kind == "elementwise" and c.op != "cast"}
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 
 
@@ -42,7 +45,7 @@ def check(g, data, rtol=2e-5, atol=2e-6, **kw):
 @pytest.mark.parametrize("shape", [(1,), (17,), (3, 129), (127, 5)])
 def test_unary_ops(shape):
     def build(b, v):
-        return {u: b.op(u, v["x"]) if u not in ("log", "sqrt") else b.op(u, v["p"]) for u in UNARY}
+        return {u: b.op(u, v["p"] if domain == "positive" else v["x"], **attrs) for u, (attrs, domain) in UNARY.items()}
     g = graph({"x": f32(*shape), "p": f32(*shape)}, build)
     check(g, rand(g, positive=("p",)), rtol=3e-6, atol=3e-6)
 

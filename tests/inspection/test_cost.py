@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from mlpc.cost import ELEMENTWISE_FLOPS, FLOP_RULES, group_cost, op_bytes, op_cost, op_flops
+from mlpc.cost import group_cost, op_bytes, op_cost, op_flops
 from mlpc.ir import Value
 from mlpc.ops import Builder, registry
 from mlpc.types import DType, TensorType, f32
 
-ZERO_FLOP_OPS = {"full", "broadcast_to", "reshape", "transpose", "one_hot"}
 
-
-def test_every_registered_op_has_a_cost_rule():
-    missing = set(registry.all_ops()) - set(FLOP_RULES) - set(ELEMENTWISE_FLOPS) - ZERO_FLOP_OPS
-    assert not missing, f"add FLOP rules for {sorted(missing)} in mlpc/cost.py"
+def test_every_registered_op_has_a_cost_rule_and_registration_refuses_none():
+    assert all(d.flops is not None for d in registry.all_ops().values())
+    relu = registry.get("relu")
+    with pytest.raises(ValueError, match="cost rule"):
+        registry.register(dataclasses.replace(relu, name="relu_without_cost", flops=None))
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])

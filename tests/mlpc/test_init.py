@@ -1,4 +1,4 @@
-"""Initialization schemes: seeded, reproducible, with the variances DESIGN.md states."""
+"""Initialization schemes: seeded, reproducible, with the variances docs/design.md states."""
 
 import math
 

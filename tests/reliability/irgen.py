@@ -7,13 +7,30 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from mlpc.errors import ShapeError
 from mlpc.ir import Graph, Input, Output, Value
-from mlpc.ops import Builder
+from mlpc.ops import Builder, all_ops
 from mlpc.ops.optim import split_attrs
 from mlpc.types import DType, TensorType
 
 FLOATS = (DType.f32, DType.f64)
-UNARY = ("neg", "exp", "log", "sqrt", "square", "abs", "sign", "relu", "sigmoid", "tanh", "gelu")
+
+
+def _unary_ops() -> tuple[str, ...]:
+    """Elementwise ops of one float operand without attributes, from the registry (new ops join)."""
+    out = []
+    for name, d in sorted(all_ops().items()):
+        if d.kind != "elementwise" or d.attrs:
+            continue
+        try:
+            d.infer([TensorType(DType.f32, (2,))], {})
+        except ShapeError:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+UNARY = _unary_ops()
 BINARY = ("add", "sub", "mul", "div", "maximum", "minimum")
 COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal")
 NAME_CHARS = string.ascii_letters + string.digits + "_."

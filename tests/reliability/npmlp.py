@@ -1,4 +1,4 @@
-"""An independent NumPy MLP (forward, backward, optimizers) written from DESIGN.md, not from mlpc's ops."""
+"""An independent NumPy MLP (forward, backward, optimizers) written from docs/design.md, not from mlpc's ops."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def optimizer_state_names(opt: dict[str, Any], params: list[str]) -> list[str]:
 
 def train_step(layers: list[Layer], params: dict[str, np.ndarray], state: dict[str, np.ndarray],
                x: np.ndarray, y: np.ndarray, loss: str, opt: dict[str, Any]) -> float:
-    """One optimizer step in place on `params`/`state` following DESIGN.md's update rules; returns the loss."""
+    """One optimizer step in place on `params`/`state` following docs/design.md's update rules; returns the loss."""
     point = gradient_point(params, state, opt)
     value, grads = loss_and_grads(layers, point, x, y, loss)
     if point is not params:  # the gradient is taken at the look-ahead point; the step reports the loss at theta

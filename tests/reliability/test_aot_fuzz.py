@@ -14,11 +14,10 @@ from hypothesis import strategies as st
 import mlpc
 from mlpc import nn
 from mlpc.errors import MlpcError
+from tests import aot_util
 
 from .fuzzing import count, examples
 from .mutate import mutated
-
-aot_util = pytest.importorskip("tests.aot_util", reason="AOT export is not in this tree")
 
 
 @pytest.fixture(scope="module")

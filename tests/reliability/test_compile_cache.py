@@ -15,12 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.backend import available_backends
+from runtime import compile_cache as cc
 
 from .fuzzing import count, examples
 from .mutate import bounded, mutated
 
-cc = pytest.importorskip("runtime.compile_cache", reason="runtime/compile_cache.py lands with the llvm backend")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 META = {"arena": 4096, "inputs": [["x", "data", "f32", [8, 3]]], "outputs": [["loss", False, ["arena", 64], "f32", []]]}
 OBJ = bytes(range(256)) * 8
@@ -110,7 +109,6 @@ def test_concurrent_writers_never_tear_an_entry(cache: Path) -> None:
     assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp")], "temp files left behind"
 
 
-needs_llvm = pytest.mark.skipif("llvm" not in available_backends(), reason="the llvm backend is not in this tree")
 COMPILER = """
 import sys, numpy as np, mlpc
 from mlpc import nn, optim
@@ -130,7 +128,6 @@ def _compile_in(n: int, env: dict[str, str]) -> list[tuple[str, str]]:
     return [tuple(o.strip().rsplit(" ", 1)) for o, _ in outs]  # type: ignore[misc]
 
 
-@needs_llvm
 def test_processes_compiling_the_same_model_share_the_cache(cache: Path) -> None:
     env = dict(os.environ, PYTHONPATH=ROOT)
     first = _compile_in(4, env)
@@ -140,7 +137,6 @@ def test_processes_compiling_the_same_model_share_the_cache(cache: Path) -> None
     assert {losses for losses, _ in second} == {first[0][0]}
 
 
-@needs_llvm
 @pytest.mark.parametrize("where", ["object byte", "meta digit"])
 def test_corrupted_entry_is_rebuilt_not_executed(cache: Path, where: str) -> None:
     env = dict(os.environ, PYTHONPATH=ROOT)

@@ -55,6 +55,8 @@ SIGNED_ZERO = parse("""func @g(state %s: f32[4], param %p: f32[4]) -> (a: f32[4]
 CHAINED_UPDATES = parse("""func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5]) {
   %lr: f32[] = full {value = 0.1}
   %wd: f32[] = full {value = 0.0}
+  %b1: f32[] = full {value = 0.9}
+  %b2: f32[] = full {value = 0.999}
   %0: f32[5] = sgd_update %p, %x, %t, %lr, %wd
   %1: f32[5] = sgd_update %0, %x, %t, %lr, %wd
   return %1

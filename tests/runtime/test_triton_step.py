@@ -3,13 +3,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
-
-if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
-    pytest.skip("triton/torch not installed (pip install -e .[gpu])", allow_module_level=True)
 
 from runtime.triton_check import compare, max_rel_error, run_triton, select_device  # noqa: E402
 
@@ -17,7 +12,6 @@ DEVICE = select_device()
 TOL_SCALE = 5.0 if DEVICE == "cuda" else 1.0  # the GPU's exp/log/sqrt/div are approximate (a few ulp)
 
 import mlpc  # noqa: E402
-from codegen.handbuilt import mlp_predict_graph, mlp_step_graph, random_inputs  # noqa: E402
 from codegen.views import UnsupportedError  # noqa: E402
 from mlpc import nn, optim  # noqa: E402
 from mlpc.errors import InputError  # noqa: E402
@@ -25,6 +19,7 @@ from mlpc.ir import Graph, Input, Output, Value  # noqa: E402
 from mlpc.ops import Builder  # noqa: E402
 from mlpc.types import f32  # noqa: E402
 from runtime.backend import get_backend  # noqa: E402
+from tests.handbuilt import mlp_predict_graph, mlp_step_graph, random_inputs  # noqa: E402
 
 
 def assert_close(errors: dict[str, float], tol: float) -> None:
