@@ -124,7 +124,13 @@ def assert_close_f64(got: dict[str, np.ndarray], want: dict[str, np.ndarray], wh
 FLOOR_FACTOR = 2.0
 
 
-def gradient_floor(p: Problem, state: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+# unit roundoff of a backend's matmul operands: the f32 error bounds scale by it (tf32: 10-bit mantissa,
+# bf16: 7-bit), since every product-sum's rounding error is proportional to it
+OPERAND_ROUNDOFF = {"ieee": 2.0 ** -24, "tf32": 2.0 ** -11, "bf16": 2.0 ** -8}
+
+
+def gradient_floor(p: Problem, state: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+                   precision: str = "ieee") -> dict[str, np.ndarray]:
     """Per element of the new state, how far it moves when each gradient moves by its float32 error bound
     (npmlp.f32_gradient_error) either way: the absolute floor of the f32 error model.
 
@@ -139,7 +145,8 @@ def gradient_floor(p: Problem, state: dict[str, np.ndarray], x: np.ndarray, y: n
     point = npmlp.gradient_point(params, opt_state, p.opt)
     x64, y64 = x.astype(np.float64), (y if p.loss == "ce" else y.astype(np.float64))
     _, grads = npmlp.loss_and_grads(p.layers, point, x64, y64, p.loss)
-    errs = npmlp.f32_gradient_error(p.layers, point, x64, y64, p.loss)
+    scale = OPERAND_ROUNDOFF[precision] / OPERAND_ROUNDOFF["ieee"]
+    errs = {k: scale * e for k, e in npmlp.f32_gradient_error(p.layers, point, x64, y64, p.loss).items()}
 
     def updated(g: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         par, st = dict(params), dict(opt_state)

@@ -100,7 +100,7 @@ def check_f32_trainer(backend: str, p: Problem) -> None:
         state64 = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in before.items()}
         yy = y if p.loss == "ce" else y.astype(np.float64)
         want_loss, want = run_graph(graphs[rows], state64, x.astype(np.float64), yy)
-        floor = gradient_floor(p, before, x, y)
+        floor = gradient_floor(p, before, x, y, prof.precision)
         loss = trainer.step(x, y)
         assert abs(loss - want_loss) <= prof.loss_rtol * abs(want_loss) + 1e-5, \
             f"step {i} loss {loss} vs {want_loss} on {backend}"
