@@ -73,7 +73,8 @@ class LRScheduler:
             self._is_initial = False
 
     def get_lr(self) -> list[float]:
-        raise NotImplementedError
+        """Each scheduler class defines its rule; the base class is abstract, as torch's LRScheduler."""
+        raise NotImplementedError(f"{type(self).__name__} must define get_lr() (subclass a concrete scheduler)")
 
     def get_last_lr(self) -> list[float]:
         """The lrs the latest step set, one per parameter group."""

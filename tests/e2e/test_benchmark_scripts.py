@@ -39,8 +39,7 @@ def test_quick_or_partial_runs_write_to_the_ignored_quick_folder() -> None:
 def test_a_partial_run_refuses_a_tracked_results_file() -> None:
     committed = os.path.join(cpu_step.RESULTS, "cpu_step.json")
     r = subprocess.run(["git", "ls-files", "--error-unmatch", committed], cwd=ROOT, capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("not a git checkout with the committed results")
+    assert r.returncode == 0, f"{committed} must be tracked by git (the tests run in a checkout of the project)"
     with pytest.raises(SystemExit, match="refusing to overwrite .*tracked by git"):
         cpu_step.output_path(_args(json=committed), partial=True)
     assert cpu_step.output_path(_args(json=committed), partial=False) == committed
@@ -49,8 +48,7 @@ def test_a_partial_run_refuses_a_tracked_results_file() -> None:
 def test_cpu_step_main_refuses_quick_onto_committed_results_before_measuring() -> None:
     committed = os.path.join(cpu_step.RESULTS, "cpu_step.json")
     r = subprocess.run(["git", "ls-files", "--error-unmatch", committed], cwd=ROOT, capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("not a git checkout with the committed results")
+    assert r.returncode == 0, f"{committed} must be tracked by git (the tests run in a checkout of the project)"
     before = Path(committed).read_bytes()
     with pytest.raises(SystemExit, match="refusing to overwrite"):
         cpu_step.main(["--quick", "--json", committed])
