@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from mlpc.optim import Adam, Optimizer
 from mlpc.printer import print_graph
 from mlpc.tracing import Tracer
 from mlpc.types import DType, TensorType
+
+if TYPE_CHECKING:
+    from runtime.backend import StageText
 
 FRONT_STAGES = ("traced", "autodiff", "optimizer", "simplified")
 
@@ -93,7 +96,7 @@ class Trainer:
         self.probe = probe
         self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
         self.backend = get_backend(backend)
-        self._stages: dict[str, str] = {}
+        self._stages: dict[str, StageText] = {}
         self._graphs: dict[str, Graph] = {}
         self._compiled: dict[tuple[str, int], Any] = {}
         self.steps_taken = 0
@@ -102,9 +105,10 @@ class Trainer:
         self.out_features = self._out_features()
         self.num_classes = self.out_features if isinstance(loss, nn.CrossEntropyLoss) else None
         self._state: dict[str, Any] = {}
+        params = model.parameters()
         for inp in step_graph.inputs:
             if inp.role == "param":
-                data = model.parameters()[inp.name].data
+                data = params[inp.name].data
                 assert data is not None
                 self._state[inp.name] = self.backend.to_device(data)
             elif inp.role == "state":
@@ -159,8 +163,8 @@ class Trainer:
         self.compiles += 1
         return optimized
 
-    def _recorder(self, record: bool) -> Callable[[str, str], None]:
-        def rec(stage: str, text: str) -> None:
+    def _recorder(self, record: bool) -> Callable[[str, StageText], None]:
+        def rec(stage: str, text: StageText) -> None:
             if record:
                 self._stages[stage] = text
         return rec
@@ -413,7 +417,10 @@ class Trainer:
     def ir(self, stage: str = "simplified") -> str:
         if stage not in self._stages:
             raise KeyError(f"no stage {stage!r}; stages: {', '.join(self.stages())}")
-        return self._stages[stage]
+        text = self._stages[stage]
+        if callable(text):  # made on first read (the llvm backend's assembly)
+            text = self._stages[stage] = text()
+        return text
 
     def graph(self, stage: str = "simplified") -> Graph:
         return self._graphs[stage]

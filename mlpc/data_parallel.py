@@ -13,6 +13,7 @@ from mlpc.ir import Graph
 
 if TYPE_CHECKING:
     from mlpc.api import Trainer
+    from runtime.backend import Record
 
 
 def prepare(comm: Comm, batch_size: int) -> int:
@@ -38,7 +39,7 @@ def _mpi_shared_type() -> Any:
     return mpi().COMM_TYPE_SHARED
 
 
-def lower_step(trainer: "Trainer", graph: Graph, record: Callable[[str, str], None]) -> Any:
+def lower_step(trainer: "Trainer", graph: Graph, record: "Record") -> Any:
     """Split the optimized step at its allreduce ops and lower both halves with the trainer's backend."""
     from passes.collective_split import split_at_collectives
     from runtime.distributed_step import DistributedStep

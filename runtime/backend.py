@@ -11,7 +11,8 @@ import numpy as np
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph
 
-Record = Callable[[str, str], None]  # record(stage_name, text): backend stages for dumps
+StageText = str | Callable[[], str]  # a stage's text, or a function making it when first read (the llvm asm)
+Record = Callable[[str, StageText], None]  # record(stage_name, text): backend stages for dumps
 
 
 class Compiled(Protocol):

@@ -76,6 +76,7 @@ class LlvmCompiled:
         self.loaded = loaded  # keeps the code alive
         self.texts = texts
         self.compile_seconds = compile_seconds
+        self.seconds: dict[str, float] = {}  # compile time per phase (see benchmarks/compile_time.py)
         self.from_cache = from_cache
         self.arena = aligned_empty(max(int(meta["arena"]), 64))
         self.inputs = [(n, r, DType(d).numpy, tuple(s)) for n, r, d, s in meta["inputs"]]
@@ -106,6 +107,16 @@ class LlvmCompiled:
                     self.results.append((name, view))
             elif not (is_state and where[1] == name):
                 self.copies.append((name, where[1], is_state))
+
+    def asm(self) -> str:
+        """The `asm` stage: assembly of the loaded code, generated on first use from the optimized IR."""
+        if "asm" not in self.texts:
+            from codegen.llvm.compile import assembly_of, split_functions_asm
+            from codegen.llvm.listing import render_listing
+
+            asm = assembly_of(self.texts["module"], self.target)
+            self.texts["asm"] = render_listing(split_functions_asm(asm), self.meta["listing"], "#")
+        return self.texts["asm"]
 
     def _bind_state(self, state: dict[str, Any], values: list[Any]) -> None:
         for q, (j, value) in enumerate(zip(self.state_pos, values)):
@@ -198,7 +209,8 @@ class LlvmCompiled:
 def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
                 use_cache: bool = True, profile: bool = False) -> LlvmCompiled:
     """Fuse, plan, generate and load `graph`, or load it from the compile cache (no codegen imports,
-    no LLVM work on a hit: the entry holds the object and every stage's text)."""
+    no LLVM work on a hit: the entry holds the object and the stage texts). The `asm` stage is
+    generated only when read (`LlvmCompiled.asm`)."""
     import llvmlite
 
     from codegen.llvm import PROFILE, VERSION
@@ -217,58 +229,70 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
                                  llvmlite.__version__,
                                  f"profile={PROFILE or profile}")
     hit = compile_cache.load(key) if use_cache else None
-    if hit is not None:
+    if hit is not None and _complete(*hit):
         meta, obj, texts = hit
+        t1 = time.perf_counter()
         try:
             loaded = LoadedCode(obj, target)
         except Exception:  # noqa: BLE001 - an object MCJIT cannot load is a cache miss
-            hit = None
+            pass
         else:
             from mlpc.inspection.locations import reattach_locations
 
-            for stage in STAGES:
-                if stage in texts:  # the entry may come from another file's model of the same structure
-                    rec(stage, reattach_locations(texts[stage], graph) if stage in ("fused", "planned")
-                        else texts[stage])
-            return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
-    meta, obj, texts = _generate(graph, target, PROFILE or profile)
-    for stage in STAGES:
-        rec(stage, texts[stage])
+            c = LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
+            c.seconds = {"cache_load": t1 - t0, "load": c.compile_seconds - (t1 - t0)}
+            for stage in ("fused", "planned", "llvm"):
+                rec(stage, reattach_locations(texts[stage], graph) if stage != "llvm" else texts[stage])
+            rec("asm", c.asm)
+            return c
+    meta, obj, texts, seconds = _generate(graph, target, PROFILE or profile)
+    t1 = time.perf_counter()
     loaded = LoadedCode(obj, target)
+    seconds["load"] = time.perf_counter() - t1
     if use_cache:
+        t1 = time.perf_counter()
         compile_cache.store(key, meta, obj, texts)
-    return LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False, graph, target)
+        seconds["cache_store"] = time.perf_counter() - t1
+    c = LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False, graph, target)
+    c.seconds = seconds
+    for stage in ("fused", "planned", "llvm"):
+        rec(stage, texts[stage])
+    rec("asm", c.asm)
+    return c
 
 
-def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any], bytes, dict[str, str]]:
-    """Fusion, memory plan, LLVM module, optimized object code, and the four stage texts."""
-    from codegen.llvm.compile import optimize_and_emit, split_functions_asm, split_functions_ir
+def _complete(meta: dict[str, Any], obj: bytes, texts: dict[str, str]) -> bool:
+    """Whether a cache entry has what this version reads (older entries are rebuilt, never half-used)."""
+    return isinstance(meta, dict) and "listing" in meta and all(
+        isinstance(texts.get(s), str) for s in ("fused", "planned", "llvm", "module"))
+
+
+def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any], bytes, dict[str, str],
+                                                                  dict[str, float]]:
+    """Fusion, memory plan, LLVM module, optimized object code, the stage texts (`module`: the whole
+    optimized IR, from which `asm` is made on demand) and the seconds each phase took."""
+    from codegen.llvm.compile import optimize_and_emit, split_functions_ir
+    from codegen.llvm.listing import listing_layout, render_listing
     from codegen.llvm.step import build_step
 
     built = build_step(graph, target, "the llvm backend", profile)
     plan, mem, step = built.plan, built.mem, built.step
+    t0 = time.perf_counter()
+    ir_text = str(step.module)
+    seconds = dict(built.seconds, ir_print=time.perf_counter() - t0)
+    co = optimize_and_emit(ir_text, target)
+    seconds.update(co.seconds)
+    t0 = time.perf_counter()
     texts = {"fused": plan.dump(),
              "planned": print_graph(graph, annotate=plan.annotations()) + mem.dump(plan)}
-    co = optimize_and_emit(str(step.module), target)
-    ir_funcs = split_functions_ir(co.ir_text)
-    asm_funcs = split_functions_asm(co.asm_text)
-    header = [f"; target {target.cpu} ({target.lanes} f32 lanes), {step.threads} thread(s), "
-              f"arena {mem.arena_bytes} bytes"]
-    ir_parts, asm_parts = list(header), [h.replace(";", "#", 1) for h in header]
-    for info in step.kernels:
-        tag = f"kernel {info.name}: {info.detail}{' [threaded]' if info.threaded else ''}"
-        ir_parts.append(f"; ---- {tag}\n{ir_funcs.get(info.name, '; (inlined)')}")
-        asm_parts.append(f"# ---- {tag}\n{asm_funcs.get(info.name, '# (inlined)')}")
-    for fn in ("mlpc_body", "mlpc_step", "mlpc_worker", "mlpc_barrier", "mlpc_shutdown"):
-        if fn in ir_funcs:
-            ir_parts.append(f"; ---- {fn}\n{ir_funcs[fn]}")
-        if fn in asm_funcs:
-            asm_parts.append(f"# ---- {fn}\n{asm_funcs[fn]}")
-    texts["llvm"] = "\n".join(ir_parts)
-    texts["asm"] = "\n".join(asm_parts)
     meta = _meta(graph, mem, built.labels, step.threads)
     meta["kernels"] = [k.name for k in step.kernels]
-    return meta, co.obj, texts
+    meta["listing"] = listing_layout(step.kernels, f"target {target.cpu} ({target.lanes} f32 lanes), "
+                                                   f"{step.threads} thread(s), arena {mem.arena_bytes} bytes")
+    texts["llvm"] = render_listing(split_functions_ir(co.ir_text), meta["listing"], ";")
+    texts["module"] = co.ir_text
+    seconds["texts"] = time.perf_counter() - t0
+    return meta, co.obj, texts, seconds
 
 
 class LlvmBackend:

@@ -34,7 +34,7 @@ def run_triton(graph: Graph, inputs: dict[str, np.ndarray], precision: str = "ie
     from runtime.triton_backend import TritonBackend
 
     backend = TritonBackend(precision, cuda_graph=cuda_graph)
-    stages: dict[str, str] = {}
+    stages: dict[str, Any] = {}
     compiled = backend.lower(graph, stages.__setitem__, sm_count=sm_count)
     state = {i.name: backend.to_device(inputs[i.name]) for i in graph.inputs if i.role != "data"}
     data = {i.name: inputs[i.name] for i in graph.inputs if i.role == "data"}

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
 from codegen.llvm.target import Target, init_llvm
 
+ASM_EMITS = [0]  # assembly listings generated in this process (tests check that none is made unasked)
+
 
 @dataclass
 class CompiledObject:
-    """Optimized IR text, assembly text and a relocatable object for one step module."""
+    """Optimized IR text, a relocatable object (and its assembly only if asked) for one step module;
+    `seconds`: time per phase (parse = parse + verify, optimize, codegen = object emission)."""
 
     ir_text: str
     asm_text: str
     obj: bytes
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = True) -> CompiledObject:
+def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = False) -> CompiledObject:
     init_llvm()
+    t0 = time.perf_counter()
     mod = llvm.parse_assembly(ir_text)
     tm = target.machine()
     mod.triple = target.triple
     mod.data_layout = str(tm.target_data)
     mod.verify()
+    t1 = time.perf_counter()
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -33,9 +40,28 @@ def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = True) -> Co
     pb = llvm.create_pass_builder(tm, pto)
     mpm = pb.getModulePassManager()
     mpm.run(mod, pb)
+    t2 = time.perf_counter()
     obj = tm.emit_object(mod)
-    asm = tm.emit_assembly(mod) if want_asm else ""
-    return CompiledObject(str(mod), asm, obj)
+    t3 = time.perf_counter()
+    asm = _emit_asm(tm, mod) if want_asm else ""
+    return CompiledObject(str(mod), asm, obj, {"llvm_parse": t1 - t0, "llvm_optimize": t2 - t1,
+                                               "llvm_codegen": t3 - t2})
+
+
+def _emit_asm(tm: llvm.TargetMachine, mod: llvm.ModuleRef) -> str:
+    ASM_EMITS[0] += 1
+    return tm.emit_assembly(mod)
+
+
+def assembly_of(optimized_ir: str, target: Target) -> str:
+    """The assembly of an already optimized module (its IR text): generated on demand, for `dump`
+    and `report` only, since a step that runs never needs it (codegen runs again, no optimization)."""
+    init_llvm()
+    mod = llvm.parse_assembly(optimized_ir)
+    tm = target.machine()
+    mod.triple = target.triple
+    mod.data_layout = str(tm.target_data)
+    return _emit_asm(tm, mod)
 
 
 class LoadedCode:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from llvmlite import ir
 
@@ -52,6 +52,7 @@ class KCtx:
     nt: int
     scratch: ir.Value | None
     lanes: int
+    shared: dict[Any, ir.Function] | None = None  # the module's shared parts (sharing.py); None: inline them
 
     def read(self, v: Value, index: ir.Value) -> ir.Value:
         if v in self.consts:
@@ -362,32 +363,41 @@ def _prelude(c: KCtx, op: Op, rule: UpdateRule) -> list[ir.Value]:
 
 
 def emit_optimizer(c: KCtx, ops: list[Op], outputs: list[Value]) -> None:
-    b = c.b
+    """Every update op in turn, each a call to a loop shared by the updates of equal shape and rule."""
+    from codegen.llvm.sharing import call_shared
+
     # last parameter first: the first layer's weights (read first by the next forward) end the
     # step in cache instead of being evicted by the other parameters' moments
     grads = {o.result: o for o in ops if o.name == "matmul"}  # rank-K weight gradients, recomputed here
     for op in reversed([o for o in ops if o.name != "matmul"]):
-        n = op.operands[0].type.size
-        rule = update_rule(op.name, op.attrs)
-        update = functools.partial(_emit_update, c, op, rule, _prelude(c, op, rule), outputs)
         mm = grads.get(op.operands[1])
-        if mm is None:
-            lo, hi = c.span(n)
-            with loop(b, lo, hi, name="u") as i:
-                update(i, None)
-            continue
-        x, dy = mm.operands  # g = x^T dy: x [K, M], dy [K, N]
-        kk, rows = x.shape
-        cols = dy.shape[1]
-        lo, hi = c.span(rows)
-        with loop(b, lo, hi, name="ur") as r:
-            xs = [c.read(x, b.add(i64(q * rows), r)) for q in range(kk)]
-            with loop(b, 0, cols, name="uc") as col:
-                g = None
-                for q in range(kk):
-                    term = b.fmul(xs[q], c.read(dy, b.add(i64(q * cols), col)), flags=("contract",))
-                    g = term if g is None else b.fadd(g, term, flags=("contract",))
-                update(b.add(b.mul(r, i64(cols)), col), g)
+        call_shared(c, "update", [op] if mm is None else [mm, op], outputs,
+                    functools.partial(_emit_update_loop, op=op, mm=mm, outputs=outputs))
+
+
+def _emit_update_loop(c: KCtx, op: Op, mm: Op | None, outputs: list[Value]) -> None:
+    """One update op over its elements; a rank-K gradient `mm` (x^T dy) is recomputed per element."""
+    b = c.b
+    n = op.operands[0].type.size
+    rule = update_rule(op.name, op.attrs)
+    update = functools.partial(_emit_update, c, op, rule, _prelude(c, op, rule), outputs)
+    if mm is None:
+        lo, hi = c.span(n)
+        with loop(b, lo, hi, name="u") as i:
+            update(i, None)
+        return
+    x, dy = mm.operands  # g = x^T dy: x [K, M], dy [K, N]
+    kk, rows = x.shape
+    cols = dy.shape[1]
+    lo, hi = c.span(rows)
+    with loop(b, lo, hi, name="ur") as r:
+        xs = [c.read(x, b.add(i64(q * rows), r)) for q in range(kk)]
+        with loop(b, 0, cols, name="uc") as col:
+            g = None
+            for q in range(kk):
+                term = b.fmul(xs[q], c.read(dy, b.add(i64(q * cols), col)), flags=("contract",))
+                g = term if g is None else b.fadd(g, term, flags=("contract",))
+            update(b.add(b.mul(r, i64(cols)), col), g)
 
 
 def _step_scalar(c: KCtx, t: Value, s: StepScalar, hyper: dict[str, ir.Value]) -> ir.Value:

@@ -18,6 +18,7 @@ from codegen.llvm import kernels as K
 from codegen.llvm.dropout import emit_dropout_mask
 from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
 from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
+from codegen.llvm.sharing import kernel_signature
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
 from passes.memory import MemoryPlan
@@ -30,6 +31,7 @@ class KernelInfo:
     kind: str
     threaded: bool
     detail: str = ""
+    code: str = ""  # the function holding this kernel's code: its own name, or an earlier kernel's (shared)
 
 
 @dataclass
@@ -85,9 +87,11 @@ def scratch_needs(plan: FusionPlan, target: Target) -> dict[int, int]:
 
 
 def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = "mlpc",
-                 labels: list[tuple[str, int]] | None = None, profile: bool = PROFILE) -> StepModule:
+                 labels: list[tuple[str, int]] | None = None, profile: bool = PROFILE,
+                 share: bool = True) -> StepModule:
     """`labels`: (data input, class count) pairs that mlpc_step range-checks before touching any
-    state; it returns 1 (and does nothing) if a label is out of range, else 0."""
+    state; it returns 1 (and does nothing) if a label is out of range, else 0. Kernels of equal
+    signature call one function (sharing.py); `share=False` gives every kernel its own (for tests)."""
     g: Graph = plan.graph
     mod = ir.Module(name=name)
     mod.triple = target.triple
@@ -98,48 +102,24 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
     nt = target.threads if any(t for t, _ in threading.values()) else 1
     step = StepModule(mod, input_names, threads=nt)
 
-    # ---- kernels ------------------------------------------------------------------------------
+    # ---- kernels: one function per distinct signature (sharing.py) ------------------------------
     kfuncs: list[tuple[ir.Function, list[tuple], Kernel]] = []
+    shared: dict[tuple, tuple[ir.Function, str]] = {}
+    parts: dict | None = {} if share else None  # shared parts of kernels (sharing.call_shared); None: inline
     for k in plan.kernels:
         ops = [g.ops[i] for i in k.ops]
-        touched: list[Value] = list(k.inputs) + list(k.outputs)
-        for cs in k.colsums:
-            if cs.result not in touched:
-                touched.append(cs.result)
-        keys: list[tuple] = []
-        key_of: dict[Value, int] = {}
-        for v in touched:
-            s = mem.slots.get(v)
-            if s is None:
-                continue
-            key = ("ext", s.external) if s.external else ("arena", s.offset)
-            if key not in keys:
-                keys.append(key)
-            key_of[v] = keys.index(key)
-        scratch_off = mem.scratch.get(k.index)
-        if scratch_off is not None:
-            keys.append(("arena", scratch_off))
-        fty = ir.FunctionType(ir.VoidType(), [PTR] * len(keys) + [I64])
-        fn = ir.Function(mod, fty, k.name)
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        fn.attributes.add("nounwind")
-        for a in fn.args[:-1]:
-            a.add_attribute("noalias")
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        threaded, axis = threading[k.index]
-        knt = target.threads if threaded else 1
-
-        def ptr(v: Value, fn: ir.Function = fn, key_of: dict = key_of) -> ir.Value:
-            if v not in key_of:
-                raise KeyError(f"kernel has no buffer for {v}")
-            return fn.args[key_of[v]]
-        ctx = K.KCtx(b, ptr, plan.constants, fn.args[-1], knt,
-                     fn.args[len(keys) - 1] if scratch_off is not None else None, target.lanes)
-        detail = _emit_kernel(ctx, k, ops, axis, target)
-        b.ret_void()
+        keys, key_of = _kernel_keys(k, mem)
+        sig = kernel_signature(k.kind, ops, k.outputs, k.colsums, key_of, len(keys), plan.constants,
+                               threading[k.index], target.threads if threading[k.index][0] else 1,
+                               k.index in mem.scratch)
+        if share and sig in shared:
+            fn, detail = shared[sig]
+        else:
+            fn, detail = _emit_kernel_function(mod, plan, k, ops, key_of, len(keys), k.index in mem.scratch,
+                                               threading[k.index], target, parts)
+            shared[sig] = (fn, detail)
         kfuncs.append((fn, keys, k))
-        step.kernels.append(KernelInfo(k.name, k.kind, threaded, detail))
+        step.kernels.append(KernelInfo(k.name, k.kind, threading[k.index][0], detail, fn.name))
 
     # ---- copies back into state buffers whose in-place update was unsafe -----------------------
     barrier_fn = threads.barrier(mod) if nt > 1 else None
@@ -200,6 +180,54 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
     checks = [(arg_index[n], g.input(n).value.type.size, c) for n, c in (labels or [])]
     threads.step_function(mod, body, nt, target, checks)
     return step
+
+
+def _kernel_keys(k: Kernel, mem: MemoryPlan) -> tuple[list[tuple], dict[Value, int]]:
+    """The kernel's pointer arguments (distinct buffers it touches, then its scratch) and each value's one."""
+    touched: list[Value] = list(k.inputs) + list(k.outputs)
+    for cs in k.colsums:
+        if cs.result not in touched:
+            touched.append(cs.result)
+    keys: list[tuple] = []
+    key_of: dict[Value, int] = {}
+    for v in touched:
+        s = mem.slots.get(v)
+        if s is None:
+            continue
+        key = ("ext", s.external) if s.external else ("arena", s.offset)
+        if key not in keys:
+            keys.append(key)
+        key_of[v] = keys.index(key)
+    scratch_off = mem.scratch.get(k.index)
+    if scratch_off is not None:
+        keys.append(("arena", scratch_off))
+    return keys, key_of
+
+
+def _emit_kernel_function(mod: ir.Module, plan: FusionPlan, k: Kernel, ops: list, key_of: dict[Value, int],
+                          nkeys: int, has_scratch: bool, threading: tuple[bool, str],
+                          target: Target, parts: dict | None) -> tuple[ir.Function, str]:
+    """`void k(ptr noalias x nkeys, i64 tid)`: kernel k's body, named after k, and a line describing it."""
+    fty = ir.FunctionType(ir.VoidType(), [PTR] * nkeys + [I64])
+    fn = ir.Function(mod, fty, k.name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    for a in fn.args[:-1]:
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    threaded, axis = threading
+    knt = target.threads if threaded else 1
+
+    def ptr(v: Value) -> ir.Value:
+        if v not in key_of:
+            raise KeyError(f"kernel has no buffer for {v}")
+        return fn.args[key_of[v]]
+    ctx = K.KCtx(b, ptr, plan.constants, fn.args[-1], knt, fn.args[nkeys - 1] if has_scratch else None,
+                 target.lanes, parts)
+    detail = _emit_kernel(ctx, k, ops, axis, target)
+    b.ret_void()
+    return fn, detail
 
 
 def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> str:

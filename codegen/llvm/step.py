@@ -3,7 +3,8 @@ label checks and the LLVM module of one step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from codegen.llvm import PROFILE
@@ -28,6 +29,7 @@ class BuiltStep:
     mem: MemoryPlan
     labels: list[tuple[str, int]]
     step: StepModule
+    seconds: dict[str, float] = field(default_factory=dict)  # fusion + memory plan, kernel IR emission
 
 
 def check_dtypes(graph: Graph, who: str) -> None:
@@ -57,9 +59,12 @@ def build_step(graph: Graph, target: Target, who: str, profile: bool = PROFILE) 
     from passes.fusion import fuse
     from passes.memory import plan_memory
 
+    t0 = time.perf_counter()
     check_dtypes(graph, who)
     plan = fuse(graph, POLICY)
     mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
     labels = label_checks(graph)
+    t1 = time.perf_counter()
     step = build_module(plan, mem, target, labels=labels or None, profile=profile)
-    return BuiltStep(plan, mem, labels, step)
+    t2 = time.perf_counter()
+    return BuiltStep(plan, mem, labels, step, {"fuse_and_plan": t1 - t0, "ir_emit": t2 - t1})
