@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -140,12 +141,12 @@ class Trainer:
         def on_stage(name: str, graph: Graph) -> None:
             if record:
                 stage = stage_of.get(name, "optimizer")
-                self._stages[stage] = print_graph(graph)
+                self._stages[stage] = functools.partial(print_graph, graph)  # printed when read
                 self._graphs[stage] = graph
 
         traced = trace_model(self.model, batch, self.in_features, self.loss, "step", self.seed)
         if record:
-            self._stages["traced"] = print_graph(traced)
+            self._stages["traced"] = functools.partial(print_graph, traced)
             self._graphs["traced"] = traced
         pm = PassManager(on_stage=on_stage, print_after_all=record and self.print_after == "all",
                          print_after_change=record and self.print_after == "change",
@@ -181,7 +182,7 @@ class Trainer:
                 g = trace_model(self.model, batch, self.in_features, None, "predict")
                 g = PassManager().run(g, "simplify")
                 if batch == self.batch_size:
-                    self._stages["predict"] = print_graph(g)
+                    self._stages["predict"] = functools.partial(print_graph, g)
                 self._compiled[key] = self.backend.lower(g, self._recorder(False))
                 self.compiles += 1
         return self._compiled[key]

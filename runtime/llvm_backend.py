@@ -108,8 +108,18 @@ class LlvmCompiled:
             elif not (is_state and where[1] == name):
                 self.copies.append((name, where[1], is_state))
 
+    def llvm_ir(self) -> str:
+        """The `llvm` stage: the optimized IR per kernel, made on first use from the whole module's IR."""
+        if "llvm" not in self.texts:
+            from codegen.llvm.compile import split_functions_ir
+            from codegen.llvm.listing import render_listing
+
+            self.texts["llvm"] = render_listing(split_functions_ir(self.texts["module"]), self.meta["listing"], ";")
+        return self.texts["llvm"]
+
     def asm(self) -> str:
-        """The `asm` stage: assembly of the loaded code, generated on first use from the optimized IR."""
+        """The `asm` stage: assembly of the loaded code, generated on first use from the optimized IR
+        (LLVM's code generator runs again; a step that only trains never pays for it)."""
         if "asm" not in self.texts:
             from codegen.llvm.compile import assembly_of, split_functions_asm
             from codegen.llvm.listing import render_listing
@@ -241,8 +251,9 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
 
             c = LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, True, graph, target)
             c.seconds = {"cache_load": t1 - t0, "load": c.compile_seconds - (t1 - t0)}
-            for stage in ("fused", "planned", "llvm"):
-                rec(stage, reattach_locations(texts[stage], graph) if stage != "llvm" else texts[stage])
+            for stage in ("fused", "planned"):
+                rec(stage, reattach_locations(texts[stage], graph))
+            rec("llvm", c.llvm_ir)
             rec("asm", c.asm)
             return c
     meta, obj, texts, seconds = _generate(graph, target, PROFILE or profile)
@@ -255,8 +266,9 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
         seconds["cache_store"] = time.perf_counter() - t1
     c = LlvmCompiled(meta, loaded, texts, time.perf_counter() - t0, False, graph, target)
     c.seconds = seconds
-    for stage in ("fused", "planned", "llvm"):
+    for stage in ("fused", "planned"):
         rec(stage, texts[stage])
+    rec("llvm", c.llvm_ir)
     rec("asm", c.asm)
     return c
 
@@ -264,15 +276,15 @@ def lower_graph(graph: Graph, record: Record | None = None, target: Any = None,
 def _complete(meta: dict[str, Any], obj: bytes, texts: dict[str, str]) -> bool:
     """Whether a cache entry has what this version reads (older entries are rebuilt, never half-used)."""
     return isinstance(meta, dict) and "listing" in meta and all(
-        isinstance(texts.get(s), str) for s in ("fused", "planned", "llvm", "module"))
+        isinstance(texts.get(s), str) for s in ("fused", "planned", "module"))
 
 
 def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any], bytes, dict[str, str],
                                                                   dict[str, float]]:
     """Fusion, memory plan, LLVM module, optimized object code, the stage texts (`module`: the whole
-    optimized IR, from which `asm` is made on demand) and the seconds each phase took."""
-    from codegen.llvm.compile import optimize_and_emit, split_functions_ir
-    from codegen.llvm.listing import listing_layout, render_listing
+    optimized IR, from which the `llvm` and `asm` stages are made on demand) and each phase's seconds."""
+    from codegen.llvm.compile import optimize_and_emit
+    from codegen.llvm.listing import listing_layout
     from codegen.llvm.step import build_step
 
     built = build_step(graph, target, "the llvm backend", profile)
@@ -289,8 +301,7 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
     meta["kernels"] = [k.name for k in step.kernels]
     meta["listing"] = listing_layout(step.kernels, f"target {target.cpu} ({target.lanes} f32 lanes), "
                                                    f"{step.threads} thread(s), arena {mem.arena_bytes} bytes")
-    texts["llvm"] = render_listing(split_functions_ir(co.ir_text), meta["listing"], ";")
-    texts["module"] = co.ir_text
+    texts["module"] = co.ir_text  # the llvm and asm stages are made from it when read
     seconds["texts"] = time.perf_counter() - t0
     return meta, co.obj, texts, seconds
 

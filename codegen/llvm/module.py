@@ -126,6 +126,8 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
 
     body = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR, I64, PTR]), "mlpc_body")
     body.linkage = "internal"
+    body.attributes.add("noinline")  # only calls and barriers: codegen at -O0 is as fast to run, and
+    body.attributes.add("optnone")   # much faster to compile (one long block of calls)
     b = ir.IRBuilder(body.append_basic_block("entry"))
     args, tid, bar = body.args
     arena = b.load(gep(b, PTR, args, 0), typ=PTR)
@@ -227,6 +229,8 @@ def _emit_kernel_function(mod: ir.Module, plan: FusionPlan, k: Kernel, ops: list
                  target.lanes, parts)
     detail = _emit_kernel(ctx, k, ops, axis, target)
     b.ret_void()
+    if k.kind == "optimizer" and parts is not None:  # a block of calls to shared update loops (as mlpc_body)
+        fn.attributes.add("optnone")
     return fn, detail
 
 
