@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlpc.errors import ShapeError, VerifyError
-from mlpc.ir import ROLES, Graph, Value
+from mlpc.ir import ROLES, Graph, Input, Value
 from mlpc.ops import registry
 from mlpc.printer import NAME_RE
 
@@ -73,12 +73,15 @@ def verify(g: Graph, after: str = "") -> None:
                 fail(f"a result of {op.name} does not point back to its producer", idx)
             defined.add(r)
     out_names: set[str] = set()
+    first_input: dict[str, Input] = {}
+    for i in g.inputs:
+        first_input.setdefault(i.name, i)  # one lookup per output (a list scan was quadratic in depth)
     for o in g.outputs:
         if o.value not in defined:
             fail(f"output {o.name} returns an undefined value")
         if o.name in out_names:
             fail(f"output name {o.name} is used twice")
         out_names.add(o.name)
-        matching = [i for i in g.inputs if i.name == o.name]
-        if matching and matching[0].value.type != o.value.type:
-            fail(f"output {o.name} updates input %{o.name} of type {matching[0].value.type} with a {o.value.type}")
+        match = first_input.get(o.name)
+        if match is not None and match.value.type != o.value.type:
+            fail(f"output {o.name} updates input %{o.name} of type {match.value.type} with a {o.value.type}")
