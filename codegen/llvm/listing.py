@@ -35,6 +35,8 @@ def render_listing(funcs: dict[str, str], layout: dict[str, Any], comment: str) 
             body = (f"{comment} the code of {code}: kernels of one signature share a function, only their "
                     f"buffer pointers differ (shown here under this kernel's name)\n{_renamed(body, code, name)}")
         out.append(f"{comment} ---- {title}\n{body}")
+        if code == name:  # functions it calls that serve several of its parts (the optimizer's update loops)
+            out += [f"{comment} ---- {fn}: called by {name}\n{funcs[fn]}" for fn in funcs if fn.startswith(f"{name}_")]
     for fn in RUNTIME_FUNCTIONS:
         if fn in funcs:
             out.append(f"{comment} ---- {fn}\n{funcs[fn]}")

@@ -135,6 +135,7 @@ def test_assembly_is_made_only_when_read():
     name, code = shared[0]
     assert f"# ---- kernel {name}:" in asm and f"# the code of {code}:" in asm
     assert re.search(rf"^{name}:", asm, re.M) and re.search(rf"^{code}:", asm, re.M)
+    assert re.search(r"^# ---- k\d+_optimizer_update: called by k\d+_optimizer$", asm, re.M)  # its loops
     ir_text = stages["llvm"]()
     assert f"; the code of {code}:" in ir_text and re.search(rf'^define [^@]*@"?{name}"?\(', ir_text, re.M)
 
