@@ -45,7 +45,8 @@ class GemmShape:
 
     @property
     def mr(self) -> int:
-        return max(1, min(self.m, ACC_REGS[self.lanes] // self.nv))
+        regs = ACC_REGS[self.lanes] - (4 if self.bf16 and self.lanes == 16 else 0)  # VDPBF16PS takes no folded broadcast
+        return max(1, min(self.m, regs // self.nv))
 
     @property
     def nr(self) -> int:
@@ -89,7 +90,8 @@ class GemmShape:
     def a_panel(self) -> int:
         """Elements of packed op(A) per thread (bf16: M x ceil(K/2) i32 pairs)."""
         if self.bf16:
-            return self.m * -(-self.k // 2)
+            k2 = -(-self.k // 2)
+            return self.m * (k2 + 16 if k2 % 16 == 0 and not self.ta else k2)
         return self.row_tiles * self.mr * self.k
 
     def scratch_bytes(self, threads: int) -> int:
