@@ -88,7 +88,7 @@ def bench(sizes: list[int], batch: int, threads: int, rounds: int, budget: float
         steps["torch fp32"] = make_torch(sizes, threads, False)
         steps["torch bf16 autocast"] = make_torch(sizes, threads, True)
     per: dict[str, list[float]] = {k: [] for k in steps}
-    for name, step in steps.items():  # warm up (and compile) outside the timed rounds
+    for step in steps.values():  # warm up (and compile) outside the timed rounds
         if step is not None:
             for i in range(3):
                 step(xs[i], ys[i])

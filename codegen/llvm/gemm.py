@@ -45,7 +45,8 @@ class GemmShape:
 
     @property
     def mr(self) -> int:
-        regs = ACC_REGS[self.lanes] - (4 if self.bf16 and self.lanes == 16 else 0)  # VDPBF16PS takes no folded broadcast
+        # bf16 on 16 lanes: 20 accumulators (VDPBF16PS takes no folded broadcast; 24 spilled in the k loop)
+        regs = ACC_REGS[self.lanes] - (4 if self.bf16 and self.lanes == 16 else 0)
         return max(1, min(self.m, regs // self.nv))
 
     @property

@@ -100,15 +100,6 @@ def without_features(features: str, names: list[str] | tuple[str, ...]) -> str:
     return ",".join(kept + [f"-{n}" for n in sorted(off)])
 
 
-def host_target(threads: int | None = None) -> Target:
-    """The machine we run on, from LLVM's host CPU name and feature list, less the features named in
-    MLPC_DISABLE_CPU_FEATURES (comma-separated LLVM names, e.g. `avx512bf16` to test the bf16 fallback)."""
-    return _host_target(threads, os.environ.get("MLPC_DISABLE_CPU_FEATURES", ""))
-
-
-host_target.cache_clear = lambda: _host_target.cache_clear()  # type: ignore[attr-defined]
-
-
 @cache
 def _host_target(threads: int | None, disabled: str) -> Target:
     init_llvm()
@@ -117,6 +108,15 @@ def _host_target(threads: int | None, disabled: str) -> Target:
         features = without_features(features, disabled.split(","))
     return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(), features, lanes_for(features),
                   threads if threads is not None else host_threads())
+
+
+def host_target(threads: int | None = None) -> Target:
+    """The machine we run on, from LLVM's host CPU name and feature list, less the features named in
+    MLPC_DISABLE_CPU_FEATURES (comma-separated LLVM names, e.g. `avx512bf16` to test the bf16 fallback)."""
+    return _host_target(threads, os.environ.get("MLPC_DISABLE_CPU_FEATURES", ""))
+
+
+host_target.cache_clear = _host_target.cache_clear  # type: ignore[attr-defined]
 
 
 def with_precision(target: Target, precision: str) -> Target:
