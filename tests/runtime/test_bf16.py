@@ -211,3 +211,25 @@ def test_cli_precision_flag(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mlpc.cli", "train", "--precision", "tf32"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "precision='tf32' is not available on the llvm backend" in bad.stderr
+
+
+def test_aot_export_of_a_bf16_trainer(tmp_path):
+    """The exported library runs the JIT's bf16 kernels (bit for bit) and its checkpoint keeps bf16."""
+    from tests.aot_util import data, export, ragged_model, trainer
+
+    tr = mlpc.compile(ragged_model(), nn.CrossEntropyLoss(), optim.Adam(lr=1e-2), batch_size=7, precision="bf16")
+    ex = export(tr, tmp_path, "bfl")
+    assert "precision=bf16" in ex.spec.target.summary()
+    jit = mlpc.load(str(ex.weights))
+    assert jit.precision == "bf16"
+    fp32 = trainer(ragged_model(), batch=7)
+    fp32.load_state({**jit.parameters(), **jit.optimizer_state()})
+    lib = mlpc.load_library(ex.library)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        x, y = data(rng, 7, 33, 5)
+        got, exact, other = lib.step(x, y), jit.step(x, y), fp32.step(x, y)
+        assert got == exact
+        assert got != other  # fp32 kernels give another loss
+    for k, v in jit.parameters().items():
+        np.testing.assert_array_equal(lib.parameters()[k], v)
