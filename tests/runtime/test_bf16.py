@@ -233,3 +233,20 @@ def test_aot_export_of_a_bf16_trainer(tmp_path):
         assert got != other  # fp32 kernels give another loss
     for k, v in jit.parameters().items():
         np.testing.assert_array_equal(lib.parameters()[k], v)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_bf16_gemm_split_over_two_threads(ta, tb):
+    """Threads split column panels or row tiles; each packs what its tiles read (all of op(A), or its rows)."""
+    from codegen.llvm.gemm import gemm_shape, split_axis
+
+    target = dataclasses.replace(host_target(1), threads=2, precision="bf16")
+    splits = set()
+    for m, k, n in [(300, 70, 40), (64, 90, 300)]:
+        g = matmul_graph(m, k, n, ta, tb, ("bias",))
+        splits.add(split_axis(gemm_shape(g.ops[0], target.lanes, True), 2, False))
+        data = data_for(g, 5)
+        got = lower_graph(g, target=target, use_cache=False).run({}, data)["out"]
+        want = Bf16Interpreter(g).run(data)["out"]
+        assert (np.abs(got - want) <= error_bound(g, data, k)).all()
+    assert splits == {"m", "n"}
