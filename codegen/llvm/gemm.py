@@ -92,7 +92,7 @@ class GemmShape:
         """Elements of packed op(A) per thread (bf16: M x ceil(K/2) i32 pairs)."""
         if self.bf16:
             k2 = -(-self.k // 2)
-            return self.m * (k2 + 16 if k2 % 16 == 0 and not self.ta else k2)
+            return k2 * padded_stride(self.m) if self.ta else self.m * padded_stride(k2)
         return self.row_tiles * self.mr * self.k
 
     def scratch_bytes(self, threads: int) -> int:
@@ -101,6 +101,12 @@ class GemmShape:
         b = self.k * self.nr * 4 if self.pack_b and not self.dot else 0
         a = self.a_panel * 4 if self.pack_a else 0
         return threads * (b + a)
+
+
+def padded_stride(n: int) -> int:
+    """A packed panel's row stride for rows of n elements: padded off multiples of 16 (64 bytes) so the rows a
+    microkernel streams together do not share L1 sets (bf16 K = 1024 ran 1.4x slower than K = 784 unpadded)."""
+    return n + 16 if n % 16 == 0 else n
 
 
 def gemm_shape(op: Op, lanes: int, bf16: bool = False) -> GemmShape:

@@ -2,7 +2,7 @@
 
 Both operands are packed into k-pairs: one i32 holds op(X)[., 2p] in its low and op(X)[., 2p+1] in its
 high 16 bits (zero past K), the layout VDPBF16PS multiplies. op(B) goes, per column panel, into
-[K2][NR] pairs (K2 = ceil(K/2)); op(A) into [M][lda >= K2] pairs (A row-major) or [K2][M] (A transposed), so
+[K2][NR] pairs (K2 = ceil(K/2)); op(A) into [M][lda >= K2] pairs (A row-major) or [K2][lda >= M] (A transposed), so
 each packing loop reads and writes contiguous vectors. The microkernel is the fp32 one's (MR x NV*W
 accumulators, per pair: NV panel loads, MR pair broadcasts) with one VDPBF16PS per accumulator on
 AVX512-BF16 hosts, and otherwise two FMAs on the pair widened to f32 (odd element first, as VDPBF16PS
@@ -15,18 +15,11 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from codegen.llvm.gemm import GemmEmitter, _fmuladd, _transpose
+from codegen.llvm.gemm import GemmEmitter, _fmuladd, _transpose, padded_stride
 from codegen.llvm.irutil import F32, I32, alloca_entry, const, gep, i64, loop
 from codegen.llvm.target import Target
 
 I16 = ir.IntType(16)
-
-
-def a_stride(k: int) -> int:
-    """Row stride (in pairs) of packed row-major op(A): ceil(K/2), padded off multiples of 16 pairs so the
-    MR rows the microkernel streams do not share L1 sets (K = 1024 ran 1.4x slower than K = 784 unpadded)."""
-    k2 = -(-k // 2)
-    return k2 + 16 if k2 % 16 == 0 else k2
 
 
 class BFloat(ir.Type):
@@ -75,7 +68,7 @@ class Bf16GemmEmitter(GemmEmitter):
         self.native = native
         self.ivty = ir.VectorType(I32, self.w)
         self.k2 = -(-self.s.k // 2)
-        self.lda = a_stride(self.s.k)
+        self.lda = padded_stride(self.s.m if self.s.ta else self.k2)  # row stride of packed op(A)
 
     def emit(self) -> None:
         b, s = self.b, self.s
@@ -104,7 +97,7 @@ class Bf16GemmEmitter(GemmEmitter):
         b, s, w = self.b, self.s, self.w
         src = self.ptr(self.mm.operands[0])
         r0, r1 = self.row_range()
-        if s.ta:  # A is [K, M]: apacked[p*M + m] = pair(A[2p, m], A[2p+1, m]), vectors along m
+        if s.ta:  # A is [K, M]: apacked[p*lda + m] = pair(A[2p, m], A[2p+1, m]), vectors along m
             with loop(b, 0, self.k2, name="pap") as p:
                 even = b.mul(b.mul(p, i64(2)), i64(s.m))
                 has_odd = b.icmp_signed("<", b.add(b.mul(p, i64(2)), i64(1)), i64(s.k))
@@ -113,7 +106,7 @@ class Bf16GemmEmitter(GemmEmitter):
                     mask = self.lane_mask(b.sub(r1, m))
                     x0 = self.vload(src, b.add(even, m), mask)
                     x1 = b.select(has_odd, self.vload(src, b.add(odd, m), mask), const(self.vty, 0.0))
-                    self.vstore(pair(b, x0, x1), self.apacked, b.add(b.mul(p, i64(s.m)), m), mask)
+                    self.vstore(pair(b, x0, x1), self.apacked, b.add(b.mul(p, i64(self.lda)), m), mask)
             return
         # A is [M, K]: apacked[m*lda + p], W pairs at a time from 2W consecutive values of row m
         full = s.k // (2 * w)
@@ -197,7 +190,7 @@ class Bf16GemmEmitter(GemmEmitter):
             bv = [self.vload(self.packed, b.add(brow, i64(v * w)), None, I32) for v in range(nv)]
             bops = [self.operands_of(x) for x in bv]
             for r in range(mr):
-                idx = b.add(b.mul(p, i64(s.m)), rows[r]) if s.ta else b.add(b.mul(rows[r], i64(self.lda)), p)
+                idx = b.add(b.mul(p if s.ta else rows[r], i64(self.lda)), rows[r] if s.ta else p)
                 a = b.load(gep(b, I32, self.apacked, idx), typ=I32)
                 aops = self.operands_of(self.splat(a))
                 for v in range(nv):
