@@ -11,6 +11,7 @@ import numpy as np
 from mlpc.distributed import Comm
 from mlpc.errors import MlpcError
 from passes.collective_split import SplitStep
+from passes.distribute import ROW_OFFSET
 
 View = tuple[str, str, np.ndarray, tuple[int, ...]]  # (name, reduce kind, flat view of the bucket, shape)
 
@@ -101,9 +102,6 @@ class DistributedStep:
                 view *= bucket.dtype.type(1.0 / self.comm.size)
             inputs[name] = view.reshape(shape)
         return self.update.run(state, inputs)
-
-
-ROW_OFFSET = "row_offset"  # the data input of a step with dropout: this rank's first row of the global batch
 
 
 def _arena_bucket(split: SplitStep, local: Any) -> tuple[np.ndarray, list[int]] | None:
