@@ -48,12 +48,13 @@ def test_two_states_summing_through_the_hook_train_like_one_process(hooked) -> N
     ref = trainer(ragged_model(), batch=8)  # the same initial weights, one process, the global batch
     rng = np.random.default_rng(1)
     bucket = hooked.spec.train_steps[0].bucket[1]
-    for step in range(6):
+    for _ in range(6):
         x, y = data(rng, 8, 33, 5)
         losses: dict[int, float] = {}
-        threads = [threading.Thread(target=lambda r=r: losses.__setitem__(r, libs[r].step(x[4 * r:4 * r + 4],
-                                                                                         y[4 * r:4 * r + 4])))
-                   for r in range(2)]
+
+        def rank(r: int, x: np.ndarray = x, y: np.ndarray = y, losses: dict = losses) -> None:
+            losses[r] = libs[r].step(x[4 * r:4 * r + 4], y[4 * r:4 * r + 4])
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
         for t in threads:
             t.start()
         for t in threads:
