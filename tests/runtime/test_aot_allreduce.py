@@ -173,3 +173,14 @@ def test_a_c_program_sets_the_hook(hooked, tmp_path) -> None:
     words = r.stdout.split()
     assert words[:8] == ["calls", "3", "n", str(hooked.spec.train_steps[0].bucket[1]), "rows", "4", "same", "1"]
     assert float(words[9]) == pytest.approx(float(words[10]), rel=1e-6)
+
+
+def test_cli_exports_with_the_hook(tmp_path, capsys) -> None:
+    from mlpc.cli import main
+
+    assert main(["aot", "-o", str(tmp_path), "--name", "clihook", "--batch-size", "8", "--threads", "1",
+                 "--allreduce-hook"]) == 0
+    assert "with the allreduce hook" in capsys.readouterr().out
+    lib = mlpc.load_library(tmp_path / "libclihook.so")
+    assert lib.manifest["allreduce_hook"] is True
+    lib.set_allreduce(lambda buf: None)
