@@ -5,6 +5,8 @@ samples/s, the measured Allreduce time per step and the cost model's prediction 
     step(K) = compute(1 rank) * rows_per_rank / batch + allreduce(bytes, K)
     allreduce(bytes, K) = 2 (K-1)/K * bytes / bandwidth + 2 log2(K) * latency      (ring/recursive halving)
 with bandwidth and latency measured here with a bare MPI Allreduce of the same bytes between the ranks.
+Also the bound on overlapping the Allreduce with the backward pass (nonblocking Iallreduce): the local
+half then the Allreduce, against an Iallreduce of a same-sized buffer running across the whole local half.
 
     python benchmarks/distributed_step.py [--quick] [--json PATH]
 
@@ -63,9 +65,41 @@ def measure(sizes: list[int], batch: int, steps: int, distributed: bool) -> dict
     if hasattr(compiled, "reduced_bytes"):  # the bucket MPI reduces: loss + gradients (+ alignment) + row count
         out["reduced_bytes"] = compiled.reduced_bytes
         out["in_arena"] = bool(compiled.in_arena)
+    if tr.comm is not None and getattr(compiled, "in_arena", False):
+        out.update(overlap_bound(tr, compiled, {"x": xs[0], "y": ys[0]}, steps))
     if tr.comm is not None:
         out["allreduce_s_max"] = tr.comm.comm.allreduce(out["allreduce_s"], op=_mpi().MAX)
         out["step_s"] = tr.comm.comm.allreduce(out["step_s"], op=_mpi().MAX)
+    return out
+
+
+def overlap_bound(tr, compiled, data: dict, steps: int) -> dict:  # noqa: ANN001
+    """What overlapping the Allreduce with the backward pass could gain at best: the local half followed
+    by the Allreduce of its bucket, against an Iallreduce of a same-sized buffer started before the local
+    half and waited for after it (the most any split of the bucket could overlap). Max over ranks."""
+    MPI = _mpi()
+    comm, bucket = tr.comm.comm, compiled.bucket
+    spare = np.zeros_like(bucket)
+
+    def sequential() -> None:
+        compiled.local.run_in_arena(tr._state, data)
+        comm.Allreduce(MPI.IN_PLACE, bucket, op=MPI.SUM)
+
+    def overlapped() -> None:
+        req = comm.Iallreduce(MPI.IN_PLACE, spare, op=MPI.SUM)
+        compiled.local.run_in_arena(tr._state, data)
+        req.Wait()
+
+    out = {}
+    for name, fn in (("local_s", lambda: compiled.local.run_in_arena(tr._state, data)),
+                     ("sequential_s", sequential), ("overlap_bound_s", overlapped)):
+        ts = []
+        for _ in range(max(5, steps // 2)):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        out[name] = comm.allreduce(statistics.median(ts), op=MPI.MAX)
     return out
 
 
@@ -120,7 +154,8 @@ def table(one1: list[dict], one2: list[dict], two: list[dict]) -> tuple[str, lis
     rows = []
     lines = ["| model | batch | steps/s: 1 proc x 1 thr | 1 proc x 2 thr | 2 ranks x 1 thr | samples/s: 1 x 1 | "
              "1 x 2 | 2 ranks | 2 ranks / (1 x 2 thr) | allreduce ms/step (measured) | predicted step ms "
-             "(model) | measured step ms (2 ranks) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(model) | measured step ms (2 ranks) | local half + Allreduce ms | with Iallreduce overlapped ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a, b, c in zip(one1, one2, two):
         predicted = a["step_s"] * 0.5 + c["bare_allreduce_s"]  # compute / K + allreduce(bytes, K = 2)
         batch = a["batch"]
@@ -131,13 +166,20 @@ def table(one1: list[dict], one2: list[dict], two: list[dict]) -> tuple[str, lis
                "two_ranks_vs_2_threads": b["step_s"] / c["step_s"],
                "allreduce_s": c["allreduce_s_max"], "bare_allreduce_s": c["bare_allreduce_s"],
                "predicted_two_ranks_step_s": predicted, "grad_bytes": c["grad_bytes"],
-               "reduced_bytes": c.get("reduced_bytes", c["grad_bytes"])}
+               "reduced_bytes": c.get("reduced_bytes", c["grad_bytes"]),
+               "local_half_s": c.get("local_s"), "local_then_allreduce_s": c.get("sequential_s"),
+               "iallreduce_overlap_bound_s": c.get("overlap_bound_s")}
         rows.append(row)
         lines.append(f"| {a['model']} | {batch} | {1 / a['step_s']:.0f} | {1 / b['step_s']:.0f} | "
                      f"{1 / c['step_s']:.0f} | {batch / a['step_s']:.0f} | {batch / b['step_s']:.0f} | "
                      f"{batch / c['step_s']:.0f} | {b['step_s'] / c['step_s']:.2f} | "
-                     f"{1e3 * c['allreduce_s_max']:.3f} | {1e3 * predicted:.3f} | {1e3 * c['step_s']:.3f} |")
+                     f"{1e3 * c['allreduce_s_max']:.3f} | {1e3 * predicted:.3f} | {1e3 * c['step_s']:.3f} | "
+                     f"{_ms(c.get('sequential_s'))} | {_ms(c.get('overlap_bound_s'))} |")
     return "\n".join(lines), rows
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1e3 * seconds:.3f}"
 
 
 def main() -> None:
