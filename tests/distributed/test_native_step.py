@@ -15,8 +15,6 @@ from mlpc.types import DType, TensorType
 from passes.memory import ALIGN
 from runtime.llvm_backend import lower_graph
 
-pytest.importorskip("mpi4py", reason="the test extra installs mpi4py")
-
 
 def _model(dropout: float = 0.0) -> nn.Module:
     drop = [nn.Dropout(dropout)] if dropout else []
