@@ -14,6 +14,7 @@ import numpy as np
 from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
 from mlpc.locking import ObjectLock
+from mlpc.precision import check_cpu
 from mlpc.printer import print_graph
 from mlpc.types import DType
 from passes.memory import MemoryPlan
@@ -61,7 +62,7 @@ def _meta(graph: Graph, mem: MemoryPlan, labels: list[tuple[str, int]], threads:
             where = ["arena", slot.offset]
         outputs.append([o.name, o.name in state, where, v.dtype.value, list(v.shape)])
     return {"arena": mem.arena_bytes, "inputs": inputs, "outputs": outputs,
-            "labels": labels, "threads": threads}
+            "labels": labels, "threads": threads, "bucket": list(mem.bucket) if mem.bucket else None}
 
 
 class LlvmCompiled:
@@ -147,7 +148,21 @@ class LlvmCompiled:
         with self.lock:  # one arena per compiled step: callers on several Python threads take turns
             return self._run(state, data)
 
-    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+    def bucket_view(self) -> np.ndarray | None:
+        """The f32 view of the arena region holding the `partial.<k>` outputs and, in its last element,
+        room for the row count (passes/memory.py), or None when the step has no such region."""
+        where = self.meta.get("bucket")
+        if not where:
+            return None
+        return self.arena[where[0]:where[0] + where[1]].view(np.float32)
+
+    def run_in_arena(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Like run, but arena outputs come back as views of the arena (valid until the next call, no
+        copy): the data-parallel step reduces its gradients where the kernels wrote them. The caller
+        holds `self.lock` across the run and its use of the views."""
+        return self._run(state, data, copy=False)
+
+    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray], copy: bool = True) -> dict[str, Any]:
         try:
             values = [state[n] for n in self.state_names]
         except KeyError as e:
@@ -173,7 +188,7 @@ class LlvmCompiled:
             self._label_error()
         result: dict[str, Any] = {}
         for name, view in self.results:
-            result[name] = view.copy()
+            result[name] = view.copy() if copy else view
         if self.copies:
             for name, src, is_state in self.copies:
                 val = result.pop("state:" + name) if not src else np.array(self.keep[self.input_pos[src]])
@@ -307,11 +322,18 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
 
 
 class LlvmBackend:
+    """backend="llvm": precision "fp32" (default) or "bf16" (bf16 gemm operands, fp32 accumulation)."""
+
     name = "llvm"
     stages: tuple[str, ...] = STAGES
 
+    def __init__(self, precision: str | None = None) -> None:
+        self.precision = check_cpu(precision, "llvm")
+
     def lower(self, graph: Graph, record: Record) -> LlvmCompiled:
-        return lower_graph(graph, record)
+        from codegen.llvm.target import host_target, with_precision
+
+        return lower_graph(graph, record, target=with_precision(host_target(), self.precision))
 
     def to_device(self, array: np.ndarray) -> np.ndarray:
         return aligned_copy(np.asarray(array))

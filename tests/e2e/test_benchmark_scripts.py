@@ -66,3 +66,14 @@ def test_fma_kernel_computes_sixteen_fma_chains() -> None:
         acc = acc * b + a
     np.testing.assert_allclose(np.frombuffer(buf, np.float32)[:lanes], fma_peak.ACCUMULATORS * acc, rtol=4e-6)
     # float32: 3 fused steps and 15 additions, each within 2^-24 relative: at most ~1.1e-6 from the f64 value
+
+
+def test_bf16_step_quick_run_refuses_committed_results_before_measuring() -> None:
+    from benchmarks import bf16_step
+
+    committed = os.path.join(cpu_step.RESULTS, "cpu_step.json")
+    before = Path(committed).read_bytes()
+    with pytest.raises(SystemExit, match="refusing to overwrite"):
+        bf16_step.main(["--quick", "--json", committed])
+    assert Path(committed).read_bytes() == before
+    assert bf16_step.ratio({"median": 6.0}, {"median": 2.0}) == 3.0 and bf16_step.ratio(None, {"median": 1.0}) is None
