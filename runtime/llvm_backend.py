@@ -307,7 +307,7 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
     t0 = time.perf_counter()
     ir_text = str(step.module)
     seconds = dict(built.seconds, ir_print=time.perf_counter() - t0)
-    co = optimize_and_emit(ir_text, target)
+    co = optimize_and_emit(ir_text, target, want_asm=False)  # assembly only when the asm stage is read
     seconds.update(co.seconds)
     t0 = time.perf_counter()
     texts = {"fused": plan.dump(),

@@ -24,7 +24,7 @@ class CompiledObject:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = False) -> CompiledObject:
+def optimize_and_emit(ir_text: str, target: Target, want_asm: bool = True) -> CompiledObject:
     init_llvm()
     t0 = time.perf_counter()
     mod = llvm.parse_assembly(ir_text)
