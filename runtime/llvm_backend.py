@@ -177,8 +177,12 @@ class LlvmCompiled:
         return arr
 
     def profile(self, state: dict[str, Any], data: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
-        """{kernel name: median seconds on thread 0} from a cycle-counting build of the same step
-        (compiled once, cached); runs `repeats` steps, updating `state` (pass a copy)."""
+        """{kernel name: median seconds} from a cycle-counting build of the same step (compiled once, cached);
+        runs one warm-up and `repeats` timed steps, updating `state` (pass a copy). Thread 0 reads the counter
+        before it meets the other threads at a barrier and again after a barrier behind the kernel, so each
+        sample spans all threads' work on that kernel (and any wait): an upper bound on the kernel's time."""
+        from runtime.machine_peaks import tsc_rate
+
         if self.graph is None:
             raise MlpcError("this compiled step does not know its graph; lower it with lower_graph")
         if self._profiled is None:
@@ -187,9 +191,7 @@ class LlvmCompiled:
         names = p.meta["kernels"]
         counters = (ctypes.c_int64 * len(names)).from_address(p.loaded.engine.get_global_value_address("mlpc_prof"))
         cycles = ctypes.CFUNCTYPE(ctypes.c_int64)(p.loaded.engine.get_function_address("mlpc_cycles"))
-        c0, t0 = cycles(), time.perf_counter()
-        time.sleep(0.02)
-        hz = (cycles() - c0) / (time.perf_counter() - t0)
+        hz = tsc_rate(cycles, 0.05)  # measured, not assumed: see runtime/machine_peaks.py
         p.run(state, data)
         samples: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(max(1, repeats)):
