@@ -3,8 +3,8 @@
 The kernel is runtime/machine_kernels.py's (the one `mlpc report` measures its roofline with): 16
 independent accumulators of the host's widest f32 vector (16 lanes with AVX-512, 8 with AVX2), each
 updated by `llvm.fma` once per iteration, so nothing but FMA throughput limits it. Each thread count
-is timed `--repeats` times; the table gives the median with the spread [min-max]. A loaded machine measures less than its peak:
-the load average is printed with the result.
+is timed `--repeats` times; the table gives the median with the spread [min-max]. A loaded machine
+measures less than its peak: the load average is printed with the result.
 
     python benchmarks/fma_peak.py [--threads 1 2] [--repeats 5] [--json PATH]
 """
