@@ -322,10 +322,14 @@ def step_table(cases: list, frameworks: list[str], threads: int, rounds: int, bu
         f"thread(s): fp32 {p.compute_peak(threads) / 1e9:.0f} GFLOP/s, bf16 "
         f"{p.compute_peak(threads, 'bf16') / 1e9:.0f} GFLOP/s)")
     rows = []
+    fp32_mlpc: dict[tuple, float] = {}  # (sizes, act, opt, batch) -> mlpc's fp32 median, for bf16 speedups
     for name, sizes, act, opt, precision, batch in cases:
         res = bench_config(sizes, opt, batch, frameworks, threads, rounds, budget, act, precision)
         notes, flops = res.pop("notes"), res.pop("flops")
         ours = res["mlpc"]
+        key = (tuple(sizes), act, opt, batch)
+        if ours and precision == "fp32":
+            fp32_mlpc[key] = ours["median"]
         peak = p.compute_peak(threads, precision)
         fraction = {fw: flops / (v["median"] * 1e-6) / peak for fw, v in res.items() if v and flops}
         rows.append({"model": name, "activation": act, "optimizer": opt, "precision": precision, "batch": batch,
@@ -336,6 +340,9 @@ def step_table(cases: list, frameworks: list[str], threads: int, rounds: int, bu
             ratio = f" ({v['median'] / ours['median']:4.2f}x)" if v and ours and fw != "mlpc" else ""
             cells.append(f"{fw} {fmt(v)}{ratio}" if v else f"{fw} n/a ({notes.get(fw, 'unavailable')})")
         pct = f" | peak {100 * fraction['mlpc']:.0f}%" if "mlpc" in fraction else ""
+        if ours and precision != "fp32" and key in fp32_mlpc:
+            rows[-1]["speedup_vs_mlpc_fp32"] = fp32_mlpc[key] / ours["median"]
+            pct += f" | {rows[-1]['speedup_vs_mlpc_fp32']:.2f}x mlpc fp32"
         say(f"{name:22s} {opt:12s} {precision} b={batch:<5d} " + " | ".join(cells) + pct)
     return rows
 
