@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from mlpc.cost import Cost
 from mlpc.interpreter import Interpreter
 from mlpc.ir import Graph, Op
 
 from .kernels import KernelPlan
+
+NUMPY_VIEWS = frozenset({"reshape", "transpose", "broadcast_to"})  # ops the interpreter runs as views
 
 
 def sample_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -89,12 +92,18 @@ def attach_times(kp: KernelPlan, repeats: int = 5, compiled: Any = None, to_devi
                 k.seconds = times.get(k.name)
             return f"measured per kernel by the {backend_name} backend's profiler (median of {repeats})"
     per_op = interpreter_op_times(kp.graph, repeats)
+    views = 0
     for k in kp.kernels:
         k.seconds = sum(per_op.get(i, 0.0) for i in k.ops)
+        if k.op_names and all(name in NUMPY_VIEWS for name in k.op_names):
+            k.cost = Cost(k.cost.flops, 0)  # the interpreter returns a view: these bytes never move
+            views += 1
     what = "summed over each kernel's ops" if kp.fused else "per op"
     note = ""
     if compiled is not None and backend_name not in ("", "numpy"):
         note = f"; the {backend_name} backend offers no per-kernel profile(), so these are not its kernels' times"
+    if views:
+        note += f"; {views} kernel(s) of only {'/'.join(sorted(NUMPY_VIEWS))} are NumPy views that move no bytes"
     return f"NumPy interpreter, {what} (median of {repeats} runs){note}"
 
 

@@ -85,3 +85,22 @@ def test_report_and_stats_show_no_fraction_above_100_percent(tmp_path):
     percents = [float(v) for v in re.findall(r">(\d+(?:\.\d+)?)%<", table)]
     assert percents and max(percents) <= 100.0
     assert re.search(r"median of \d+ steps after warm-up \[[\d.]+-[\d.]+ ms\]", page)
+
+
+def test_interpreter_views_move_no_bytes():
+    """reshape/transpose/broadcast_to are NumPy views in the interpreter: timed there, they move nothing, so
+    the bytes of their cost must not be divided by their (tiny) time."""
+    from mlpc.ir import Graph, Input, Output, Value
+    from mlpc.ops import Builder
+    from mlpc.types import f32
+
+    b = Builder()
+    a = Value(f32(512, 256), "a")
+    t = b.transpose(a)
+    r = b.reshape(t, shape=(256 * 512,))
+    g = Graph("views", [Input("a", a, "param")], b.ops, [Output("r", r)])
+    kp = plan_kernels(g, use_fusion=False)
+    source = attach_times(kp, 3)
+    assert "2 kernel(s) of only broadcast_to/reshape/transpose are NumPy views" in source
+    assert all(k.cost.bytes == 0 for k in kp.kernels)
+    assert _check(Machine(peaks(1), 1), kp.kernels) == 0
