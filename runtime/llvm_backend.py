@@ -208,7 +208,7 @@ class LlvmCompiled:
             if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
                 from mlpc.validate import label_error
 
-                raise InputError(label_error(y, classes) + (f" (input {name!r})" if name != "y" else ""))
+                raise InputError(f"labels in {name!r}: {label_error(y, classes)}")
         raise InputError("the compiled step rejected its input")
 
 
