@@ -122,11 +122,12 @@ class Trainer:
         forward = trace_model(self.model, 1, self.in_features, None, "width")
         return forward.outputs[0].value.shape[1]
 
-    def _pipeline(self) -> str:
+    def _pipeline(self, distributed: bool | None = None) -> str:
+        """The step's pass pipeline; `distributed` (default: whether the trainer is) adds the distribute pass."""
         probe = "probe," if self.probe else ""
         guard = ",nan_guard" if self.nan_guard else ""
         opt = self.optimizer.pipeline_text(self.clip_grad_norm or 0.0, self.hyper.pass_groups())
-        distribute = "distribute," if self.comm is not None else ""
+        distribute = "distribute," if (self.comm is not None if distributed is None else distributed) else ""
         return f"autodiff,{probe}{distribute}{opt},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:

@@ -61,7 +61,7 @@ def _meta(graph: Graph, mem: MemoryPlan, labels: list[tuple[str, int]], threads:
             where = ["arena", slot.offset]
         outputs.append([o.name, o.name in state, where, v.dtype.value, list(v.shape)])
     return {"arena": mem.arena_bytes, "inputs": inputs, "outputs": outputs,
-            "labels": labels, "threads": threads}
+            "labels": labels, "threads": threads, "bucket": list(mem.bucket) if mem.bucket else None}
 
 
 class LlvmCompiled:
@@ -131,7 +131,21 @@ class LlvmCompiled:
         with self.lock._lock:  # one arena per step: callers on several threads take turns (see mlpc/locking.py)
             return self._run(state, data)
 
-    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+    def bucket_view(self) -> np.ndarray | None:
+        """The f32 view of the arena region holding the `partial.<k>` outputs and, in its last element,
+        room for the row count (passes/memory.py), or None when the step has no such region."""
+        where = self.meta.get("bucket")
+        if not where:
+            return None
+        return self.arena[where[0]:where[0] + where[1]].view(np.float32)
+
+    def run_in_arena(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Like run, but arena outputs come back as views of the arena (valid until the next call, no
+        copy): the data-parallel step reduces its gradients where the kernels wrote them. The caller
+        holds `self.lock` across the run and its use of the views."""
+        return self._run(state, data, copy=False)
+
+    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray], copy: bool = True) -> dict[str, Any]:
         try:
             same = all(map(operator.is_, self.get_state(state), self.seen_state))
         except KeyError as e:
@@ -158,7 +172,7 @@ class LlvmCompiled:
             self._label_error()
         result: dict[str, Any] = {}
         for name, view in self.results:
-            result[name] = view.copy()
+            result[name] = view.copy() if copy else view
         if self.copies:
             for name, src, is_state in self.copies:
                 val = result.pop("state:" + name) if not src else np.array(self.keep[self.input_pos[src]])
