@@ -88,6 +88,7 @@ class Inspection:
         self._timed: KernelPlan | None = None
         self.time_source = ""
         self._predict_graph: Graph | None = None
+        self._machine: Machine | None = None
 
     # --- stages -------------------------------------------------------------------------
     def stages(self) -> list[str]:
@@ -194,7 +195,9 @@ class Inspection:
         from .roofline import machine, step_threads
 
         precision = str(getattr(self.trainer, "precision", "fp32"))
-        return machine(refresh, step_threads(self._compiled_step()), precision)
+        if self._machine is None or refresh:
+            self._machine = machine(refresh, step_threads(self._compiled_step()), precision, spot_check=True)
+        return self._machine
 
     def roofline_table(self) -> str:
         """Every timed kernel's fraction of the compute peak, of the bandwidth ceiling and of the roof (text)."""

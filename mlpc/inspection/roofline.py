@@ -72,11 +72,13 @@ class Machine:
         return Fractions(compute, memory)
 
 
-def machine(refresh: bool = False, threads: int | None = None, precision: str = "fp32") -> Machine:
-    """The roofline for `threads` threads (default: the llvm step's), measured once per host and cached."""
+def machine(refresh: bool = False, threads: int | None = None, precision: str = "fp32",
+            spot_check: bool = False) -> Machine:
+    """The roofline for `threads` threads (default: the llvm step's), measured once per host and cached
+    (`spot_check`: re-sample the FMA peak now, see runtime.machine_peaks.peaks)."""
     from runtime.machine_peaks import peaks
 
-    p = peaks(threads, refresh)
+    p = peaks(threads, refresh, spot_check)
     return Machine(p, p.threads, precision)
 
 

@@ -144,3 +144,14 @@ def test_roofline_svg_plots_timed_kernels_that_do_flops(trainer):
     assert svg.count('class="kernel-point"') == len(plotted) > 0
     assert 'class="roof"' in svg and svg.startswith("<svg") and svg.endswith("</svg>")
     assert "peak 100 GFLOP/s" in svg
+
+
+def test_a_spot_check_only_ever_raises_the_cached_peak(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(machine_peaks, "measure", lambda threads=None: fake_peaks(threads, fp32=1.0))
+    assert machine_peaks.peaks(1).fp32_per_thread == 1.0
+    raised = machine_peaks.peaks(1, spot_check=True)  # the real FMA kernel measures more than 1 FLOP/s
+    assert raised.fp32_per_thread > 1.0 and machine_peaks.peaks(1) == raised  # and the cache keeps it
+    monkeypatch.setattr(machine_peaks, "measure", lambda threads=None: fake_peaks(threads, fp32=1e15))
+    machine_peaks.peaks(1, refresh=True)
+    assert machine_peaks.peaks(1, spot_check=True).fp32_per_thread == 1e15  # never lowered
