@@ -61,10 +61,10 @@ class Trainer:
                  backend: str, seed: int, in_features: int | None,
                  print_after: str | None = None, ir_stream: Any = None, probe: bool = False,
                  nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
-                 clip_grad_norm: float | None = None, distributed: Any = None) -> None:
+                 clip_grad_norm: float | None = None, distributed: Any = None, precision: str | None = None) -> None:
         from mlpc import distributed as dist
         from mlpc.hyper import HyperParams
-        from runtime.backend import get_backend
+        from runtime.backend import backend_precision, get_backend
 
         self._lock = ObjectLock()  # before the backend's objects: see mlpc/locking.py on fork
         if batch_size <= 0:
@@ -92,7 +92,8 @@ class Trainer:
         self.print_after, self.ir_stream = print_after, ir_stream
         self.probe = probe
         self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
-        self.backend = get_backend(backend)
+        self.backend = get_backend(backend, precision)
+        self.precision = backend_precision(self.backend)  # "fp32", "tf32" or "bf16" (mlpc.precision)
         self._stages: dict[str, str] = {}
         self._graphs: dict[str, Graph] = {}
         self._compiled: dict[tuple[str, int], Any] = {}
@@ -446,7 +447,7 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
             batch_size: int = 128, backend: str = "llvm", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
             probe: bool = False, nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
-            clip_grad_norm: float | None = None, distributed: Any = None) -> Trainer:
+            clip_grad_norm: float | None = None, distributed: Any = None, precision: str | None = None) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
@@ -462,6 +463,9 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     the compiled step: changing them between steps does not recompile.
     `distributed=True` (or an mpi4py communicator) trains data-parallel over MPI ranks (run under
     `mpiexec`): `batch_size` is the global batch, gradients are averaged by an `allreduce` in the IR.
+    `precision=` how matmuls compute (docs/precision.md): "fp32", "bf16" (operands rounded to bfloat16,
+    fp32 accumulation; parameters, optimizer state and all other ops stay fp32) or "tf32" (Triton only);
+    None: the backend's default (fp32 on the CPU; tf32 or MLPC_TRITON_PRECISION on Triton).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
@@ -471,7 +475,7 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
         raise TypeError(f"optimizer must be an mlpc.optim optimizer, got {type(optimizer).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
                    in_features, print_after, ir_stream, probe, nan_guard, param_groups, clip_grad_norm,
-                   distributed=distributed)
+                   distributed=distributed, precision=precision)
 
 
 def _check_clip(clip: Any, optimizer: Optimizer) -> float | None:

@@ -182,6 +182,10 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
     t0 = time.perf_counter()
     check_library_name(name)
     target = export_target(generic, cpu, features, threads)
+    if getattr(trainer, "precision", "fp32") == "bf16":  # the library computes as the trainer does (tf32: fp32)
+        from codegen.llvm.target import with_precision
+
+        target = with_precision(target, "bf16")
     loss = _loss_kind(trainer)
     pbatch = predict_batch or trainer.batch_size
     hook = (trainer.comm is not None if allreduce_hook is None else bool(allreduce_hook)) and not inference
@@ -208,7 +212,8 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
             name=name, buffers=buffers, steps=[m.spec for m in modules if m.spec.kind != "update"],
             batch_size=pbatch if inference else trainer.batch_size, in_features=trainer.in_features,
             out_features=trainer.out_features, loss=loss,
-            target=TargetSpec(target.triple, target.cpu, target.features, target.lanes, target.threads, target.ftz),
+            target=TargetSpec(target.triple, target.cpu, target.features, target.lanes, target.threads, target.ftz,
+                              target.precision),
             ir_hash=digest, inference_only=inference, checkpoint_meta=fixed_meta,
             model_spec=_model_spec(trainer), optimizer_spec=trainer.optimizer.spec(),
             mlpc_version=mlpc.__version__, abi_version=ABI_VERSION if abi_version is None else abi_version,

@@ -14,6 +14,7 @@ import numpy as np
 from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
 from mlpc.locking import ObjectLock
+from mlpc.precision import check_cpu
 from mlpc.printer import print_graph
 from mlpc.types import DType
 from passes.memory import MemoryPlan
@@ -303,11 +304,18 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
 
 
 class LlvmBackend:
+    """backend="llvm": precision "fp32" (default) or "bf16" (bf16 gemm operands, fp32 accumulation)."""
+
     name = "llvm"
     stages: tuple[str, ...] = STAGES
 
+    def __init__(self, precision: str | None = None) -> None:
+        self.precision = check_cpu(precision, "llvm")
+
     def lower(self, graph: Graph, record: Record) -> LlvmCompiled:
-        return lower_graph(graph, record)
+        from codegen.llvm.target import host_target, with_precision
+
+        return lower_graph(graph, record, target=with_precision(host_target(), self.precision))
 
     def to_device(self, array: np.ndarray) -> np.ndarray:
         return aligned_copy(np.asarray(array))

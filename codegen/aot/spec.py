@@ -68,9 +68,11 @@ class TargetSpec:
     lanes: int
     threads: int
     ftz: bool
+    precision: str = "fp32"  # matmul precision (mlpc.precision): bf16 libraries say so in their target string
 
     def summary(self) -> str:
-        return f"{self.triple} cpu={self.cpu} lanes={self.lanes} threads={self.threads} ftz={int(self.ftz)}"
+        prec = f" precision={self.precision}" if self.precision != "fp32" else ""
+        return f"{self.triple} cpu={self.cpu} lanes={self.lanes} threads={self.threads} ftz={int(self.ftz)}{prec}"
 
 
 @dataclass

@@ -94,3 +94,14 @@ def test_mlpc_bf16_column_says_unsupported_instead_of_crashing() -> None:
     else:
         with pytest.raises(cpu_step.Unsupported, match="precision= not supported"):
             cpu_step.make_mlpc([4, 3, 2], "adam", 1e-3, 2, "tanh", "bf16")
+
+
+def test_bf16_step_quick_run_refuses_committed_results_before_measuring() -> None:
+    from benchmarks import bf16_step
+
+    committed = os.path.join(cpu_step.RESULTS, "cpu_step.json")
+    before = Path(committed).read_bytes()
+    with pytest.raises(SystemExit, match="refusing to overwrite"):
+        bf16_step.main(["--quick", "--json", committed])
+    assert Path(committed).read_bytes() == before
+    assert bf16_step.ratio({"median": 6.0}, {"median": 2.0}) == 3.0 and bf16_step.ratio(None, {"median": 1.0}) is None
