@@ -101,6 +101,7 @@ class Trainer:
         self._stages: dict[str, StageText] = {}
         self._graphs: dict[str, Graph] = {}
         self._compiled: dict[tuple[str, int], Any] = {}
+        self._target_types: dict[int, Any] = {}  # rows -> the TensorType y must have (loss.target_type)
         self.steps_taken = 0
         model.initialize(seed)
         step_graph = self._build_step(self.local_batch_size, record=True)
@@ -190,21 +191,30 @@ class Trainer:
         return self._compiled[key]
 
     # --- running -------------------------------------------------------------------------
-    @locked
     def step(self, x: Any, y: Any) -> float:
         """One training step on a batch of at most batch_size rows; returns the batch's mean loss.
 
         Data-parallel (`distributed=`): x and y are this rank's rows of the global batch (possibly none),
         and the loss returned is the mean over the whole global batch, the same on every rank."""
+        with self._lock._lock:  # what @locked does, without its wrapper's call overhead (see mlpc/locking.py)
+            return self._locked_step(x, y)
+
+    def _locked_step(self, x: Any, y: Any) -> float:
         if self.comm is not None and np.shape(x)[:1] == (0,):
             from mlpc import data_parallel
 
             out = data_parallel.step_without_rows(self, x)
         else:
             xs = validate.features(x, self.in_features, self.local_batch_size)
-            target = self.loss.target_type(xs.shape[0], self.out_features)
-            ys = validate.targets(y, target, self.num_classes, xs.shape[0])
-            compiled = self._compiled_for("step", xs.shape[0])
+            n = xs.shape[0]
+            compiled = self._compiled.get(("step", n))
+            if compiled is None:
+                compiled = self._compiled_for("step", n)
+            # a step that checks the label range natively (before it changes anything) spares the scan here
+            target = self._target_types.get(n)
+            if target is None:
+                target = self._target_types[n] = self.loss.target_type(n, self.out_features)
+            ys = validate.targets(y, target, self.num_classes, n, getattr(compiled, "checks_labels", False))
             out = compiled.run(self._state, {"x": xs, "y": ys})
         if self.nan_guard and float(np.asarray(out["nonfinite"])) != 0.0:
             raise NumericalError(f"step {self.steps_taken + 1}: the loss or a gradient became NaN or Inf "
@@ -213,7 +223,8 @@ class Trainer:
         self.steps_taken += 1
         if self.probe:
             self.last_probe = {k: float(np.asarray(v)) for k, v in out.items() if k.startswith("probe.")}
-        loss = float(np.asarray(out["loss"]))
+        value = out["loss"]
+        loss = float(value) if type(value) is np.ndarray else float(np.asarray(value))
         if not math.isfinite(loss):
             raise NumericalError(f"loss became {loss} at step {self.steps_taken}")
         return loss

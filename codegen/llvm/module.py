@@ -158,12 +158,16 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
             dirty_any = dirty_multi = False
         call_args = [key_ptr(key) for key in keys] + [tid]
         t_start = b.call(cycles, []) if prof is not None else None
+        if prof is not None and barrier_fn is not None:  # profiling: the timed span holds all threads' work
+            b.call(barrier_fn, [bar, i64(nt)])
         if threaded or nt == 1:
             b.call(fn, call_args)
         else:
             with b.if_then(is_t0):
                 b.call(fn, call_args)
         if prof is not None and t_start is not None:
+            if barrier_fn is not None:
+                b.call(barrier_fn, [bar, i64(nt)])
             with b.if_then(is_t0):
                 slot = b.gep(prof, [i64(0), i64(k.index)], inbounds=True)
                 b.store(b.add(b.load(slot), b.sub(b.call(cycles, []), t_start)), slot)
