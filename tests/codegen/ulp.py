@@ -10,7 +10,7 @@ import numpy as np
 from llvmlite import ir
 
 from codegen.llvm import ewops
-from codegen.llvm.irutil import PTR, I64, gep, loop
+from codegen.llvm.irutil import I64, PTR, gep, loop
 from codegen.llvm.target import host_target
 from codegen.llvm.threads import restore_ftz, set_ftz
 from mlpc.ops import scalar as S
