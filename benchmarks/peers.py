@@ -130,12 +130,22 @@ def make_torch_compile(sizes: list[int], opt: str, lr: float, threads: int) -> S
     return step
 
 
-def make_jax(sizes: list[int], opt: str, lr: float) -> Step | None:
+JAX_ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu-tanh", "gelu-erf", "silu", "elu", "softplus")
+
+
+def make_jax(sizes: list[int], opt: str, lr: float, activation: str = "relu") -> Step | None:
+    """`activation` between the hidden layers: one of JAX_ACTIVATIONS (PyTorch's definitions)."""
+    if activation not in JAX_ACTIVATIONS:
+        raise ValueError(f"make_jax: activation must be one of {JAX_ACTIVATIONS}, got {activation!r}")
     try:
         import jax
         import jax.numpy as jnp
     except ImportError:
         return None
+    act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
+           "gelu-tanh": lambda h: jax.nn.gelu(h, approximate=True),
+           "gelu-erf": lambda h: jax.nn.gelu(h, approximate=False), "silu": jax.nn.silu, "elu": jax.nn.elu,
+           "softplus": jax.nn.softplus}[activation]
     params = [jnp.asarray(p) for pair in init_params(sizes) for p in pair]
     m = [jnp.zeros_like(p) for p in params]
     v = [jnp.zeros_like(p) for p in params]
@@ -145,7 +155,7 @@ def make_jax(sizes: list[int], opt: str, lr: float) -> Step | None:
         for i in range(0, len(ps), 2):
             h = h @ ps[i] + ps[i + 1]
             if i + 2 < len(ps):
-                h = jax.nn.relu(h)
+                h = act(h)
         lsm = jax.nn.log_softmax(h)
         return -jnp.take_along_axis(lsm, y[:, None], axis=1).mean()
 
