@@ -35,13 +35,24 @@ _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.:\-/\[\]]+$")
 
 
+# libNAME.so with these names would shadow a system library on the printed link line (-lm, -lc, ...)
+SYSTEM_LIBRARIES = frozenset({
+    "c", "m", "pthread", "dl", "rt", "util", "resolv", "crypt", "nsl", "anl", "mvec", "gcc", "gcc_s", "atomic",
+    "stdc++", "c++", "gomp", "omp", "z", "ssl", "crypto", "ffi", "bsd", "cap", "numa", "unwind", "ld",
+    "python3", "BrokenLocale", "nss_files", "nss_dns", "thread_db", "SegFault", "memusage", "pcprofile",
+})
+
+
 def check_library_name(name: str) -> str:
-    """A library name must be a C identifier (it prefixes every exported symbol)."""
+    """A library name must be a C identifier (it prefixes every exported symbol) naming no system library."""
     from mlpc.errors import MlpcError
 
-    if not _C_IDENT.match(name) or name.startswith("mlpc_"):
+    if not isinstance(name, str) or not _C_IDENT.match(name) or name.startswith("mlpc_"):
         raise MlpcError(f"library name {name!r} must be a C identifier not starting with 'mlpc_' "
                         f"(it prefixes every symbol: {name}_create, {name}_train_step, ...)")
+    if name in SYSTEM_LIBRARIES:
+        raise MlpcError(f"{name!r} would write lib{name}.so, which shadows the system library "
+                        f"lib{name} on the link line (-l{name}); choose another name, e.g. {name}_model")
     return name
 
 

@@ -6,15 +6,9 @@ import argparse
 import os
 from typing import Any
 
+from codegen.aot.abi import SYSTEM_LIBRARIES
 from mlpc.commands import argtypes
 from mlpc.commands.common import add_model_args, compile_from_args
-
-# libNAME.so with these names would shadow a system library on the printed link line (-lm, -lc, ...)
-SYSTEM_LIBRARIES = frozenset({
-    "c", "m", "pthread", "dl", "rt", "util", "resolv", "crypt", "nsl", "anl", "mvec", "gcc", "gcc_s", "atomic",
-    "stdc++", "c++", "gomp", "omp", "z", "ssl", "crypto", "ffi", "bsd", "cap", "numa", "unwind", "ld",
-    "python3", "BrokenLocale", "nss_files", "nss_dns", "thread_db", "SegFault", "memusage", "pcprofile",
-})
 
 
 def library_name(text: str) -> str:
@@ -26,10 +20,6 @@ def library_name(text: str) -> str:
         check_library_name(text)
     except MlpcError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    if text in SYSTEM_LIBRARIES:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} would write lib{text}.so, which shadows the system library lib{text} on the link line "
-            f"(-l{text}); choose another name, e.g. {text}_model")
     return text
 
 

@@ -10,7 +10,7 @@ from runtime.llvm_backend import lower_graph
 # Before the fix the optimizer kernel ran its updates last-first and kept no result of its own, so the
 # first graph computed p - 0.1 * x from a stale buffer (silently wrong) and the others raised
 # KeyError("kernel has no buffer for ...") in codegen.
-GRAPHS = [
+CHAINED_UPDATE_GRAPHS = [
     """func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5], q: f32[5]) {
   %lr: f32[] = full {value = 0.1}
   %wd: f32[] = full {value = 0.0}
@@ -53,7 +53,7 @@ GRAPHS = [
 ]
 
 
-@pytest.mark.parametrize("src", GRAPHS)
+@pytest.mark.parametrize("src", CHAINED_UPDATE_GRAPHS)
 def test_chained_updates_match_the_interpreter(src):
     g = parse(src)
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from mlpc.types import DType
 from mlpc.verifier import verify
 from runtime.backend import available_backends, get_backend
 
+from ..codegen.test_chained_updates import CHAINED_UPDATE_GRAPHS
 from .backends import budget, profile, run_cases
 from .fuzzing import count, examples
 from .irgen import graphs
@@ -52,15 +53,7 @@ SIGNED_ZERO = parse("""func @g(state %s: f32[4], param %p: f32[4]) -> (a: f32[4]
 # Bugs that were KNOWN_ISSUES xfails before they were fixed: a second update reading the first's result
 # (llvm: KeyError in codegen, or a stale read), constant outputs (triton: float32 (1, n) instead of the
 # declared type and shape) and an infinite attribute (triton: a bare `inf` in the kernel source).
-CHAINED_UPDATES = parse("""func @g(param %p: f32[5], state %t: i32[], data %x: f32[5]) -> (p2: f32[5]) {
-  %lr: f32[] = full {value = 0.1}
-  %wd: f32[] = full {value = 0.0}
-  %b1: f32[] = full {value = 0.9}
-  %b2: f32[] = full {value = 0.999}
-  %0: f32[5] = sgd_update %p, %x, %t, %lr, %wd
-  %1: f32[5] = sgd_update %0, %x, %t, %lr, %wd
-  return %1
-}""")
+CHAINED_UPDATES = parse(CHAINED_UPDATE_GRAPHS[1])
 CONSTANT_OUTPUTS = parse("""func @g(data %x: f32[3, 4]) -> (ones: f32[4], idx: i32[2, 3], y: f32[3, 4]) {
   %0: f32[4] = full {value = 1.0, shape = [4]}
   %1: i32[2, 3] = full {value = 7.0, dtype = "i32", shape = [2, 3]}

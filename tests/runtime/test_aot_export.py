@@ -177,6 +177,10 @@ def test_bad_export_options_are_refused(tmp_path):
         export(tr, tmp_path, "bad-name")
     with pytest.raises(MlpcError, match="C identifier"):
         export(tr, tmp_path, "mlpc_x")
+    for system in ("m", "c", "pthread"):  # libm.so beside the program would shadow -lm on the link line
+        with pytest.raises(MlpcError, match=f"shadows the system library lib{system}"):
+            export(tr, tmp_path, system)
+    assert not list(tmp_path.iterdir()), "a refused export writes nothing"
     with pytest.raises(MlpcError, match="positive"):
         export(tr, tmp_path, "ok", train_batches=[0])
     with pytest.raises(MlpcError, match="C compiler"):
