@@ -59,7 +59,7 @@ def bench(sizes: list[int], activation: str, rounds: int, budget: float, jax: bo
     ys = [rng.integers(0, sizes[-1], BATCH).astype(np.int32) for _ in range(16)]
     steps = {"mlpc": make_mlpc(sizes, activation)}
     if jax:
-        j = peers.make_jax(sizes, "adam", LR, activation=activation)
+        j = peers.make_jax(sizes, "adam", LR, act=activation)
         if j is not None:
             steps["jax"] = j
     per_step = {}

@@ -1,7 +1,11 @@
 """CPU training-step benchmark: mlpc (llvm backend) vs NumPy, PyTorch eager, torch.compile, JAX jit.
 
 Full step = forward, mean softmax cross-entropy, backward, optimizer update, loss read back.
-Models 784-100-10 and 784-256-256-10 (ReLU), Adam and SGD-momentum, batch 1/16/128/1024. Every
+Models 784-100-10 and 784-256-256-10 (ReLU), Adam and SGD-momentum, batch 1/16/128/1024, fp32; then
+issue 16's shapes (784-256-256-10 ReLU, depth-20 width-256 Tanh, 784-1024-1024-10 GELU-tanh) with Adam at
+batch 1/16/128/1024 in fp32 and bf16 (mlpc `precision="bf16"`, PyTorch eager and torch.compile under CPU
+bf16 autocast; NumPy and JAX fp32 only), each row with mlpc's fraction of the measured FMA peak
+(runtime/machine_peaks.py) at that precision. Every
 framework trains on the same rotating set of distinct random batches, frameworks alternate in
 rounds inside one process; each round gives a median step time, and the table reports the median
 over the rounds with their spread [min-max] (ratios are of medians). Also: one MNIST epoch (batch
@@ -12,7 +16,7 @@ A full run writes benchmarks/results/cpu_step.{json,txt}; a quick or partial run
 --no-torch-compile, fewer rounds or a smaller budget) writes benchmarks/results/quick/ (ignored by
 git) and refuses to overwrite a file git tracks.
 
-    python benchmarks/cpu_step.py [--quick] [--no-torch-compile] [--rounds N] [--json PATH]
+    python benchmarks/cpu_step.py [--quick] [--no-torch-compile] [--shapes NAME ...] [--rounds N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,7 +38,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import peers  # noqa: E402
 
-MODELS = {"784-100-10": [784, 100, 10], "784-256-256-10": [784, 256, 256, 10]}
+MODELS = {"784-100-10": [784, 100, 10], "784-256-256-10": [784, 256, 256, 10]}  # ReLU, both optimizers, fp32
+# issue 16's shapes: Adam, fp32 and bf16; depth 20 = 20 Linear layers (784 -> 19 x 256 -> 10)
+SHAPES = {"784-256-256-10 relu": ([784, 256, 256, 10], "relu"),
+          "depth20-w256 tanh": ([784] + [256] * 19 + [10], "tanh"),
+          "784-1024-1024-10 gelu": ([784, 1024, 1024, 10], "gelu")}
+PRECISIONS = ("fp32", "bf16")
+FP32_ONLY = ("numpy", "jax")  # peers without a bf16 variant here (shown as n/a in bf16 rows)
 OPTS = {"adam": 1e-3, "sgd-momentum": 1e-3}  # lr 1e-2 + momentum 0.9 diverges at batch 1
 BATCHES = [1, 16, 128, 1024]
 ROUNDS, BUDGET = 5, 1.5  # a full run's defaults; anything less is a partial run
@@ -46,18 +56,43 @@ def spread(values: Sequence[float]) -> dict[str, float | int]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def make_mlpc(sizes: list[int], opt: str, lr: float, batch: int) -> Callable[[np.ndarray, np.ndarray], float]:
+class Unsupported(Exception):
+    """A configuration this build cannot run (shown as `n/a (reason)`)."""
+
+
+def make_mlpc(sizes: list[int], opt: str, lr: float, batch: int, act: str = "relu", precision: str = "fp32") -> Any:
+    """A compiled llvm Trainer; precision="bf16" needs `mlpc.compile(..., precision=)` (else Unsupported)."""
     import mlpc
     from mlpc import nn, optim
 
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": lambda: nn.GELU(approximate="tanh")}
     layers: list = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i + 2 < len(sizes):
-            layers.append(nn.ReLU())
+            layers.append(acts[act]())
     o = optim.Adam(lr=lr) if opt == "adam" else optim.SGD(lr=lr, momentum=0.9)
-    tr = mlpc.compile(nn.Sequential(*layers), nn.CrossEntropyLoss(), o, batch_size=batch, backend="llvm")
-    return tr.step
+    extra = {} if precision == "fp32" else {"precision": precision}
+    try:
+        return mlpc.compile(nn.Sequential(*layers), nn.CrossEntropyLoss(), o, batch_size=batch, backend="llvm",
+                            **extra)
+    except TypeError as e:
+        if "precision" in str(e):
+            raise Unsupported("precision= not supported") from None
+        raise
+
+
+def _make_peer(fw: str, sizes: list[int], opt: str, lr: float, threads: int, act: str, precision: str) -> Any:
+    if precision != "fp32" and fw in FP32_ONLY:
+        raise Unsupported("fp32 only")
+    bf16 = precision == "bf16"
+    if fw == "numpy":
+        return peers.make_numpy(sizes, opt, lr, act)
+    if fw == "torch":
+        return peers.make_torch(sizes, opt, lr, threads, act, autocast=bf16)
+    if fw == "torch.compile":
+        return peers.make_torch_compile(sizes, opt, lr, threads, act, autocast=bf16)
+    return peers.make_jax(sizes, opt, lr, act)
 
 
 def time_round(step: Callable, xs: list[np.ndarray], ys: list[np.ndarray], n: int, offset: int) -> float:
@@ -71,29 +106,30 @@ def time_round(step: Callable, xs: list[np.ndarray], ys: list[np.ndarray], n: in
 
 
 def bench_config(sizes: list[int], opt: str, batch: int, frameworks: list[str], threads: int, rounds: int,
-                 budget: float) -> dict[str, dict | None]:
-    """Per framework: median, min and max over `rounds` of the round's median microseconds per step."""
+                 budget: float, act: str = "relu", precision: str = "fp32") -> dict[str, Any]:
+    """Per framework: median, min and max over `rounds` of the round's median microseconds per step (None
+    when unavailable, with the reason under "notes"), and mlpc's FLOPs per step under "flops"."""
     lr = OPTS[opt]
     rng = np.random.default_rng(batch)
     nb = 64  # distinct batches: Adam must not memorize them (subnormal gradients slow some peers)
     xs = [rng.standard_normal((batch, sizes[0])).astype(np.float32) for _ in range(nb)]
     ys = [rng.integers(0, sizes[-1], batch).astype(np.int32) for _ in range(nb)]
     steps: dict[str, Callable | None] = {}
+    notes: dict[str, str] = {}
+    flops = 0
     for fw in frameworks:
         try:
             if fw == "mlpc":
-                steps[fw] = make_mlpc(sizes, opt, lr, batch)
-            elif fw == "numpy":
-                steps[fw] = peers.make_numpy(sizes, opt, lr)
-            elif fw == "torch":
-                steps[fw] = peers.make_torch(sizes, opt, lr, threads)
-            elif fw == "torch.compile":
-                steps[fw] = peers.make_torch_compile(sizes, opt, lr, threads)
-            elif fw == "jax":
-                steps[fw] = peers.make_jax(sizes, opt, lr)
+                tr = make_mlpc(sizes, opt, lr, batch, act, precision)
+                flops = _flops(tr)
+                steps[fw] = tr.step
+            else:
+                steps[fw] = _make_peer(fw, sizes, opt, lr, threads, act, precision)
+        except Unsupported as e:
+            steps[fw], notes[fw] = None, str(e)
         except Exception as e:  # noqa: BLE001 - a peer that fails to build is reported, not fatal
             print(f"  {fw}: unavailable ({type(e).__name__}: {e})", file=sys.stderr)
-            steps[fw] = None
+            steps[fw], notes[fw] = None, f"{type(e).__name__}"
     live = {k: s for k, s in steps.items() if s is not None}
     per_step: dict[str, float] = {}
     for name, s in live.items():  # warm up (first calls compile) and size the rounds
@@ -117,7 +153,17 @@ def bench_config(sizes: list[int], opt: str, batch: int, frameworks: list[str], 
                 failed.add(name)
     for name in failed:
         results.pop(name, None)
-    return {fw: (spread([t * 1e6 for t in results[fw]]) if results.get(fw) else None) for fw in frameworks}
+        notes[name] = "stopped"
+    out: dict[str, Any] = {fw: (spread([t * 1e6 for t in results[fw]]) if results.get(fw) else None)
+                           for fw in frameworks}
+    return {**out, "notes": notes, "flops": flops}
+
+
+def _flops(trainer: Any) -> int:
+    """FLOPs of one training step by mlpc's cost model (what the fraction of peak is computed from)."""
+    from mlpc.inspection import Inspection
+
+    return int(Inspection(trainer).stats().flops_per_step)
 
 
 def gemm_gflops(shapes: list[tuple[int, int, int]], repeats: int, threads: int = 2) -> list[dict]:
@@ -200,7 +246,7 @@ def mnist_epoch(frameworks: list[str], threads: int, repeats: int) -> dict[str, 
     for fw in frameworks:
         if fw == "torch.compile":
             continue
-        step = {"mlpc": lambda: make_mlpc(sizes, "adam", 1e-3, 128),
+        step = {"mlpc": lambda: make_mlpc(sizes, "adam", 1e-3, 128).step,
                 "numpy": lambda: peers.make_numpy(sizes, "adam", 1e-3),
                 "torch": lambda: peers.make_torch(sizes, "adam", 1e-3, threads),
                 "jax": lambda: peers.make_jax(sizes, "adam", 1e-3)}[fw]()
@@ -244,10 +290,70 @@ def _tracked_by_git(path: str) -> bool:
     return r.returncode == 0
 
 
+def configs(quick: bool, shapes: list[str] | None) -> list[tuple[str, list[int], str, str, str, int]]:
+    """(name, sizes, activation, optimizer, precision, batch) of every step configuration to time: the
+    ReLU models with both optimizers in fp32, then issue 16's shapes with Adam in fp32 and bf16 (a shape's
+    fp32 Adam row is not repeated when the first part has it)."""
+    out = []
+    models = {"784-256-256-10": MODELS["784-256-256-10"]} if quick else MODELS
+    if shapes is None:
+        for mname, sizes in models.items():
+            for opt in (["adam"] if quick else list(OPTS)):
+                out += [(mname, sizes, "relu", opt, "fp32", b) for b in BATCHES]
+    chosen = shapes or (["784-256-256-10 relu"] if quick else list(SHAPES))
+    done = {(tuple(c[1]), c[2], c[3], c[4], c[5]) for c in out}
+    for name in chosen:
+        sizes, act = SHAPES[name]
+        for precision in PRECISIONS:
+            out += [(name, sizes, act, "adam", precision, b) for b in BATCHES
+                    if (tuple(sizes), act, "adam", precision, b) not in done]
+    return out
+
+
+def step_table(cases: list, frameworks: list[str], threads: int, rounds: int, budget: float,
+               say: Callable[[str], None]) -> list[dict]:
+    """Time every configuration; one printed row each with ratios (peer median / mlpc median, same
+    precision, same run) and mlpc's fraction of this machine's measured FMA peak at that precision."""
+    from runtime.machine_peaks import peaks
+
+    p = peaks(threads)
+    say(f"microseconds per step, median [min-max] of {rounds} rounds (each round: a median step time); "
+        f"ratio = peer median / mlpc median; peak = mlpc's FLOP/s over the measured FMA peak ({threads} "
+        f"thread(s): fp32 {p.compute_peak(threads) / 1e9:.0f} GFLOP/s, bf16 "
+        f"{p.compute_peak(threads, 'bf16') / 1e9:.0f} GFLOP/s)")
+    rows = []
+    fp32_mlpc: dict[tuple, float] = {}  # (sizes, act, opt, batch) -> mlpc's fp32 median, for bf16 speedups
+    for name, sizes, act, opt, precision, batch in cases:
+        res = bench_config(sizes, opt, batch, frameworks, threads, rounds, budget, act, precision)
+        notes, flops = res.pop("notes"), res.pop("flops")
+        ours = res["mlpc"]
+        key = (tuple(sizes), act, opt, batch)
+        if ours and precision == "fp32":
+            fp32_mlpc[key] = ours["median"]
+        peak = p.compute_peak(threads, precision)
+        fraction = {fw: flops / (v["median"] * 1e-6) / peak for fw, v in res.items() if v and flops}
+        rows.append({"model": name, "activation": act, "optimizer": opt, "precision": precision, "batch": batch,
+                     "us_per_step": res, "notes": notes, "flops_per_step": flops, "fraction_of_peak": fraction})
+        cells = []
+        for fw in frameworks:
+            v = res.get(fw)
+            ratio = f" ({v['median'] / ours['median']:4.2f}x)" if v and ours and fw != "mlpc" else ""
+            cells.append(f"{fw} {fmt(v)}{ratio}" if v else f"{fw} n/a ({notes.get(fw, 'unavailable')})")
+        pct = f" | peak {100 * fraction['mlpc']:.0f}%" if "mlpc" in fraction else ""
+        if ours and precision != "fp32" and key in fp32_mlpc:
+            rows[-1]["speedup_vs_mlpc_fp32"] = fp32_mlpc[key] / ours["median"]
+            pct += f" | {rows[-1]['speedup_vs_mlpc_fp32']:.2f}x mlpc fp32"
+        say(f"{name:22s} {opt:12s} {precision} b={batch:<5d} " + " | ".join(cells) + pct)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="model 784-256-256-10, Adam only, 3 rounds")
+    ap.add_argument("--quick", action="store_true",
+                    help="784-256-256-10 ReLU only, Adam, fp32 and bf16, 3 rounds (writes benchmarks/results/quick/)")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (slow cold compiles)")
+    ap.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=None,
+                    help="only these of issue 16's shapes (a partial run)")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"timed rounds per configuration (default {ROUNDS})")
     ap.add_argument("--budget", type=float, default=BUDGET, help="seconds per framework per configuration")
     ap.add_argument("--json", default=None,
@@ -257,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1 or not args.budget > 0:
         ap.error("--rounds must be >= 1 and --budget > 0")
     rounds = 3 if args.quick else args.rounds
-    partial = args.quick or args.no_torch_compile or rounds < ROUNDS or args.budget < BUDGET
+    partial = args.quick or args.no_torch_compile or rounds < ROUNDS or args.budget < BUDGET or bool(args.shapes)
     path = output_path(args, partial)
     from codegen.llvm.target import host_target
 
@@ -266,29 +372,13 @@ def main(argv: list[str] | None = None) -> None:
     frameworks = ["mlpc", "numpy", "torch", "torch.compile", "jax"]
     if args.no_torch_compile:
         frameworks.remove("torch.compile")
-    models = {"784-256-256-10": MODELS["784-256-256-10"]} if args.quick else MODELS
-    opts = ["adam"] if args.quick else list(OPTS)
     lines: list[str] = []
 
     def say(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
 
-    say(f"microseconds per step, median [min-max] of {rounds} rounds (each round: a median step time); "
-        "ratio = peer median / mlpc median")
-    rows = []
-    for mname, sizes in models.items():
-        for opt in opts:
-            for batch in BATCHES:
-                res = bench_config(sizes, opt, batch, frameworks, threads, rounds, args.budget)
-                rows.append({"model": mname, "optimizer": opt, "batch": batch, "us_per_step": res})
-                ours = res["mlpc"]
-                cells = []
-                for fw in frameworks:
-                    v = res.get(fw)
-                    ratio = f" ({v['median'] / ours['median']:4.2f}x)" if v and ours and fw != "mlpc" else ""
-                    cells.append(f"{fw} {fmt(v)}{ratio}")
-                say(f"{mname:15s} {opt:12s} b={batch:<5d} " + " | ".join(cells))
+    rows = step_table(configs(args.quick, args.shapes), frameworks, threads, rounds, args.budget, say)
     load = os.getloadavg()
     report = {"machine": {"cpu": tgt.cpu, "lanes": tgt.lanes, "threads": threads, "python": platform.python_version(),
                           "loadavg_at_end": load},

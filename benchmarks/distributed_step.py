@@ -5,6 +5,8 @@ samples/s, the measured Allreduce time per step and the cost model's prediction 
     step(K) = compute(1 rank) * rows_per_rank / batch + allreduce(bytes, K)
     allreduce(bytes, K) = 2 (K-1)/K * bytes / bandwidth + 2 log2(K) * latency      (ring/recursive halving)
 with bandwidth and latency measured here with a bare MPI Allreduce of the same bytes between the ranks.
+Also the bound on overlapping the Allreduce with the backward pass (nonblocking Iallreduce): the local
+half then the Allreduce, against an Iallreduce of a same-sized buffer running across the whole local half.
 
     python benchmarks/distributed_step.py [--quick] [--json PATH]
 
@@ -60,9 +62,44 @@ def measure(sizes: list[int], batch: int, steps: int, distributed: bool) -> dict
             reduce_times.append(getattr(compiled, "allreduce_seconds", 0.0))
     out = {"step_s": statistics.median(times), "allreduce_s": statistics.median(reduce_times),
            "grad_bytes": int(sum(p.nbytes for p in tr.parameters().values()))}
+    if hasattr(compiled, "reduced_bytes"):  # the bucket MPI reduces: loss + gradients (+ alignment) + row count
+        out["reduced_bytes"] = compiled.reduced_bytes
+        out["in_arena"] = bool(compiled.in_arena)
+    if tr.comm is not None and getattr(compiled, "in_arena", False):
+        out.update(overlap_bound(tr, compiled, {"x": xs[0], "y": ys[0]}, steps))
     if tr.comm is not None:
         out["allreduce_s_max"] = tr.comm.comm.allreduce(out["allreduce_s"], op=_mpi().MAX)
         out["step_s"] = tr.comm.comm.allreduce(out["step_s"], op=_mpi().MAX)
+    return out
+
+
+def overlap_bound(tr, compiled, data: dict, steps: int) -> dict:  # noqa: ANN001
+    """What overlapping the Allreduce with the backward pass could gain at best: the local half followed
+    by the Allreduce of its bucket, against an Iallreduce of a same-sized buffer started before the local
+    half and waited for after it (the most any split of the bucket could overlap). Max over ranks."""
+    MPI = _mpi()
+    comm, bucket = tr.comm.comm, compiled.bucket
+    spare = np.zeros_like(bucket)
+
+    def sequential() -> None:
+        compiled.local.run_in_arena(tr._state, data)
+        comm.Allreduce(MPI.IN_PLACE, bucket, op=MPI.SUM)
+
+    def overlapped() -> None:
+        req = comm.Iallreduce(MPI.IN_PLACE, spare, op=MPI.SUM)
+        compiled.local.run_in_arena(tr._state, data)
+        req.Wait()
+
+    out = {}
+    for name, fn in (("local_s", lambda: compiled.local.run_in_arena(tr._state, data)),
+                     ("sequential_s", sequential), ("overlap_bound_s", overlapped)):
+        ts = []
+        for _ in range(max(5, steps // 2)):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        out[name] = comm.allreduce(statistics.median(ts), op=MPI.MAX)
     return out
 
 
@@ -91,7 +128,7 @@ def rank_main(steps: int) -> None:
     for name, sizes in MODELS.items():
         for batch in BATCHES:
             r = measure(sizes, batch, steps, True)
-            r["bare_allreduce_s"] = link(r["grad_bytes"])
+            r["bare_allreduce_s"] = link(r.get("reduced_bytes", r["grad_bytes"]))
             results.append({"model": name, "batch": batch, **r})
     if _mpi().COMM_WORLD.rank == 0:
         print("RESULTS " + json.dumps(results), flush=True)
@@ -114,20 +151,35 @@ def _run(cmd: list[str], threads: int) -> list[dict]:
 
 
 def table(one1: list[dict], one2: list[dict], two: list[dict]) -> tuple[str, list[dict]]:
-    rows, lines = [], ["| model | batch | 1 proc x 1 thr: steps/s | 1 proc x 2 thr: steps/s | 2 ranks x 1 thr: steps/s "
-                       "| samples/s (2 ranks) | allreduce/step ms (measured) | model: predicted step ms | measured "
-                       "step ms |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
+    lines = ["| model | batch | steps/s: 1 proc x 1 thr | 1 proc x 2 thr | 2 ranks x 1 thr | samples/s: 1 x 1 | "
+             "1 x 2 | 2 ranks | 2 ranks / (1 x 2 thr) | allreduce ms/step (measured) | predicted step ms "
+             "(model) | measured step ms (2 ranks) | local half + Allreduce ms | with Iallreduce overlapped ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a, b, c in zip(one1, one2, two):
-        predicted = a["step_s"] * 0.5 + c["bare_allreduce_s"]
-        row = {"model": a["model"], "batch": a["batch"], "one_rank_1_thread_step_s": a["step_s"],
+        predicted = a["step_s"] * 0.5 + c["bare_allreduce_s"]  # compute / K + allreduce(bytes, K = 2)
+        batch = a["batch"]
+        row = {"model": a["model"], "batch": batch, "one_rank_1_thread_step_s": a["step_s"],
                "one_rank_2_threads_step_s": b["step_s"], "two_ranks_step_s": c["step_s"],
+               "samples_per_s": {"one_rank_1_thread": batch / a["step_s"], "one_rank_2_threads": batch / b["step_s"],
+                                 "two_ranks": batch / c["step_s"]},
+               "two_ranks_vs_2_threads": b["step_s"] / c["step_s"],
                "allreduce_s": c["allreduce_s_max"], "bare_allreduce_s": c["bare_allreduce_s"],
-               "predicted_two_ranks_step_s": predicted, "grad_bytes": c["grad_bytes"]}
+               "predicted_two_ranks_step_s": predicted, "grad_bytes": c["grad_bytes"],
+               "reduced_bytes": c.get("reduced_bytes", c["grad_bytes"]),
+               "local_half_s": c.get("local_s"), "local_then_allreduce_s": c.get("sequential_s"),
+               "iallreduce_overlap_bound_s": c.get("overlap_bound_s")}
         rows.append(row)
-        lines.append(f"| {a['model']} | {a['batch']} | {1 / a['step_s']:.0f} | {1 / b['step_s']:.0f} | "
-                     f"{1 / c['step_s']:.0f} | {a['batch'] / c['step_s']:.0f} | {1e3 * c['allreduce_s_max']:.3f} | "
-                     f"{1e3 * predicted:.3f} | {1e3 * c['step_s']:.3f} |")
+        lines.append(f"| {a['model']} | {batch} | {1 / a['step_s']:.0f} | {1 / b['step_s']:.0f} | "
+                     f"{1 / c['step_s']:.0f} | {batch / a['step_s']:.0f} | {batch / b['step_s']:.0f} | "
+                     f"{batch / c['step_s']:.0f} | {b['step_s'] / c['step_s']:.2f} | "
+                     f"{1e3 * c['allreduce_s_max']:.3f} | {1e3 * predicted:.3f} | {1e3 * c['step_s']:.3f} | "
+                     f"{_ms(c.get('sequential_s'))} | {_ms(c.get('overlap_bound_s'))} |")
     return "\n".join(lines), rows
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1e3 * seconds:.3f}"
 
 
 def main() -> None:
@@ -139,15 +191,17 @@ def main() -> None:
     if args.rank_main is not None:
         rank_main(args.rank_main)
         return
+    out_dir = os.path.join(ROOT, "benchmarks", "results", "quick" if args.quick else "")
+    path = os.path.abspath(args.json or os.path.join(out_dir, "distributed_step.json"))
+    if args.quick and not path.startswith(os.path.join(ROOT, "benchmarks", "results", "quick") + os.sep):
+        ap.error(f"--quick writes only under benchmarks/results/quick/, not {path}")
     steps = 10 if args.quick else 60
     mpiexec = shutil.which("mpiexec") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
     one1, one2 = single(1, steps), single(2, steps)
     two = _run([mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--rank-main", str(steps)], 1)
     text, rows = table(one1, one2, two)
     print(text)
-    out_dir = os.path.join(ROOT, "benchmarks", "results", "quick" if args.quick else "")
-    os.makedirs(out_dir, exist_ok=True)
-    path = args.json or os.path.join(out_dir, "distributed_step.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump({"steps": steps, "load_average": os.getloadavg(), "rows": rows}, f, indent=1)
     with open(path[:-5] + ".md", "w") as f:

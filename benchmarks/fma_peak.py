@@ -1,10 +1,10 @@
 """Peak float32 FMA throughput of this machine: independent vector FMA chains on 1..N threads (GFLOP/s).
 
-The kernel is LLVM IR compiled for the host (llvmlite): 16 independent accumulators of the host's
-widest f32 vector (16 lanes with AVX-512, 8 with AVX2), each updated by `llvm.fma` once per
-iteration, so nothing but FMA throughput limits it. Each thread count is timed `--repeats` times;
-the table gives the median with the spread [min-max]. A loaded machine measures less than its peak:
-the load average is printed with the result.
+The kernel is runtime/machine_kernels.py's (the one `mlpc report` measures its roofline with): 16
+independent accumulators of the host's widest f32 vector (16 lanes with AVX-512, 8 with AVX2), each
+updated by `llvm.fma` once per iteration, so nothing but FMA throughput limits it. Each thread count
+is timed `--repeats` times; the table gives the median with the spread [min-max]. A loaded machine
+measures less than its peak: the load average is printed with the result.
 
     python benchmarks/fma_peak.py [--threads 1 2] [--repeats 5] [--json PATH]
 """
@@ -22,48 +22,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ACCUMULATORS = 16
+from runtime.machine_kernels import ACCUMULATORS, Kernels  # noqa: E402
 
 
-def kernel_ir(lanes: int) -> str:
-    """`void fma_loop(i64 n, float* io)`: ACCUMULATORS chains acc = fma(acc, a, b), n times."""
-    vt = f"<{lanes} x float>"
-    lines = [f"declare {vt} @llvm.fma.v{lanes}f32({vt}, {vt}, {vt})",
-             "define void @fma_loop(i64 %n, float* %io) {",
-             "entry:",
-             f"  %p = bitcast float* %io to {vt}*",
-             f"  %a = load {vt}, {vt}* %p, align 4",
-             f"  %pb = getelementptr {vt}, {vt}* %p, i64 1",
-             f"  %b = load {vt}, {vt}* %pb, align 4",
-             "  br label %loop",
-             "loop:",
-             "  %i = phi i64 [0, %entry], [%i1, %loop]"]
-    for k in range(ACCUMULATORS):
-        lines.append(f"  %acc{k} = phi {vt} [%a, %entry], [%n{k}, %loop]")
-    for k in range(ACCUMULATORS):
-        lines.append(f"  %n{k} = call {vt} @llvm.fma.v{lanes}f32({vt} %acc{k}, {vt} %b, {vt} %a)")
-    lines += ["  %i1 = add i64 %i, 1", "  %c = icmp ult i64 %i1, %n", "  br i1 %c, label %loop, label %done",
-              "done:"]
-    total = "%n0"
-    for k in range(1, ACCUMULATORS):
-        lines.append(f"  %s{k} = fadd {vt} {total}, %n{k}")
-        total = f"%s{k}"
-    lines += [f"  store {vt} {total}, {vt}* %p, align 4", "  ret void", "}"]
-    return "\n".join(lines) + "\n"
-
-
-def compile_kernel():  # -> (ctypes function, engine, lanes)
-    import llvmlite.binding as llvm
-
+def compile_kernel():  # -> (ctypes function, kernels, lanes)
     from codegen.llvm.target import host_target
 
-    tgt = host_target()
-    mod = llvm.parse_assembly(kernel_ir(tgt.lanes))
-    mod.verify()
-    engine = llvm.create_mcjit_compiler(mod, tgt.machine())
-    engine.finalize_object()
-    fn = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p)(engine.get_function_address("fma_loop"))
-    return fn, engine, tgt.lanes
+    k = Kernels(host_target())
+    return k.fma, k, k.lanes
 
 
 def run_threads(fn, lanes: int, threads: int, iters: int) -> float:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codegen.views import View, contiguous
+from mlpc.errors import MlpcError
 from mlpc.ir import Op
 from mlpc.ops.random import keep_scale, threshold
 
@@ -27,6 +28,9 @@ class DropoutKernel:
 
 def plan_dropout(planner: Any, op: Op) -> DropoutKernel:
     """Allocate the mask (a [rows, cols] temporary its users read) and describe its kernel."""
+    if len(op.operands) != 1:
+        raise MlpcError("the triton backend draws dropout masks from position 0 only: a mask keyed by a "
+                        "data-parallel rank's global row offset (distributed=) needs the numpy or llvm backend")
     res = op.result
     out = contiguous(planner.new_buffer("t", res.type.size, res.dtype), res.shape, res.dtype)
     planner.views[res] = out

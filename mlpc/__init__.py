@@ -28,12 +28,12 @@ __version__ = "0.1.0"
 
 
 def load(path: str, model: "nn.Module | None" = None, backend: str | None = None,
-         loss: "nn.Loss | None" = None) -> Trainer:
+         loss: "nn.Loss | None" = None, precision: str | None = None) -> Trainer:
     """Rebuild a Trainer from a checkpoint written by `Trainer.save`; `model=` / `loss=` replace the stored
-    descriptions (needed for a user's class whose module is not imported)."""
+    descriptions (needed for a user's class whose module is not imported); `precision=` the stored one."""
     from mlpc.checkpoint import load_trainer
 
-    return load_trainer(path, model=model, backend=backend, loss=loss)
+    return load_trainer(path, model=model, backend=backend, loss=loss, precision=precision)
 
 
 def export(trainer: Trainer, outdir: str, name: str = "model", **options: Any) -> Any:

@@ -61,10 +61,10 @@ class Trainer:
                  backend: str, seed: int, in_features: int | None,
                  print_after: str | None = None, ir_stream: Any = None, probe: bool = False,
                  nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
-                 clip_grad_norm: float | None = None, distributed: Any = None) -> None:
+                 clip_grad_norm: float | None = None, distributed: Any = None, precision: str | None = None) -> None:
         from mlpc import distributed as dist
         from mlpc.hyper import HyperParams
-        from runtime.backend import get_backend
+        from runtime.backend import backend_precision, get_backend
 
         self._lock = ObjectLock()  # before the backend's objects: see mlpc/locking.py on fork
         if batch_size <= 0:
@@ -92,10 +92,12 @@ class Trainer:
         self.print_after, self.ir_stream = print_after, ir_stream
         self.probe = probe
         self.last_probe: dict[str, float] = {}  # probe.* outputs of the latest step (probe=True)
-        self.backend = get_backend(backend)
+        self.backend = get_backend(backend, precision)
+        self.precision = backend_precision(self.backend)  # "fp32", "tf32" or "bf16" (mlpc.precision)
         self._stages: dict[str, str] = {}
         self._graphs: dict[str, Graph] = {}
         self._compiled: dict[tuple[str, int], Any] = {}
+        self._target_types: dict[int, Any] = {}  # rows -> the TensorType y must have (loss.target_type)
         self.steps_taken = 0
         model.initialize(seed)
         step_graph = self._build_step(self.local_batch_size, record=True)
@@ -121,11 +123,12 @@ class Trainer:
         forward = trace_model(self.model, 1, self.in_features, None, "width")
         return forward.outputs[0].value.shape[1]
 
-    def _pipeline(self) -> str:
+    def _pipeline(self, distributed: bool | None = None) -> str:
+        """The step's pass pipeline; `distributed` (default: whether the trainer is) adds the distribute pass."""
         probe = "probe," if self.probe else ""
         guard = ",nan_guard" if self.nan_guard else ""
         opt = self.optimizer.pipeline_text(self.clip_grad_norm or 0.0, self.hyper.pass_groups())
-        distribute = "distribute," if self.comm is not None else ""
+        distribute = "distribute," if (self.comm is not None if distributed is None else distributed) else ""
         return f"autodiff,{probe}{distribute}{opt},simplify{guard}"
 
     def _build_step(self, batch: int, record: bool) -> Graph:
@@ -183,21 +186,30 @@ class Trainer:
         return self._compiled[key]
 
     # --- running -------------------------------------------------------------------------
-    @locked
     def step(self, x: Any, y: Any) -> float:
         """One training step on a batch of at most batch_size rows; returns the batch's mean loss.
 
         Data-parallel (`distributed=`): x and y are this rank's rows of the global batch (possibly none),
         and the loss returned is the mean over the whole global batch, the same on every rank."""
+        with self._lock._lock:  # what @locked does, without its wrapper's call overhead (see mlpc/locking.py)
+            return self._locked_step(x, y)
+
+    def _locked_step(self, x: Any, y: Any) -> float:
         if self.comm is not None and np.shape(x)[:1] == (0,):
             from mlpc import data_parallel
 
             out = data_parallel.step_without_rows(self, x)
         else:
             xs = validate.features(x, self.in_features, self.local_batch_size)
-            target = self.loss.target_type(xs.shape[0], self.out_features)
-            ys = validate.targets(y, target, self.num_classes, xs.shape[0])
-            compiled = self._compiled_for("step", xs.shape[0])
+            n = xs.shape[0]
+            compiled = self._compiled.get(("step", n))
+            if compiled is None:
+                compiled = self._compiled_for("step", n)
+            # a step that checks the label range natively (before it changes anything) spares the scan here
+            target = self._target_types.get(n)
+            if target is None:
+                target = self._target_types[n] = self.loss.target_type(n, self.out_features)
+            ys = validate.targets(y, target, self.num_classes, n, getattr(compiled, "checks_labels", False))
             out = compiled.run(self._state, {"x": xs, "y": ys})
         if self.nan_guard and float(np.asarray(out["nonfinite"])) != 0.0:
             raise NumericalError(f"step {self.steps_taken + 1}: the loss or a gradient became NaN or Inf "
@@ -206,7 +218,8 @@ class Trainer:
         self.steps_taken += 1
         if self.probe:
             self.last_probe = {k: float(np.asarray(v)) for k, v in out.items() if k.startswith("probe.")}
-        loss = float(np.asarray(out["loss"]))
+        value = out["loss"]
+        loss = float(value) if type(value) is np.ndarray else float(np.asarray(value))
         if not math.isfinite(loss):
             raise NumericalError(f"loss became {loss} at step {self.steps_taken}")
         return loss
@@ -434,7 +447,7 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
             batch_size: int = 128, backend: str = "llvm", seed: int = 0,
             in_features: int | None = None, print_after: str | None = None, ir_stream: Any = None,
             probe: bool = False, nan_guard: bool = False, param_groups: list[dict[str, Any]] | None = None,
-            clip_grad_norm: float | None = None, distributed: Any = None) -> Trainer:
+            clip_grad_norm: float | None = None, distributed: Any = None, precision: str | None = None) -> Trainer:
     """Trace `model` + `loss`, differentiate, add the optimizer update, optimize, and lower to `backend`.
 
     `print_after="all"|"change"` writes the IR after each pass to `ir_stream` (MLIR-style headers).
@@ -450,6 +463,9 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
     the compiled step: changing them between steps does not recompile.
     `distributed=True` (or an mpi4py communicator) trains data-parallel over MPI ranks (run under
     `mpiexec`): `batch_size` is the global batch, gradients are averaged by an `allreduce` in the IR.
+    `precision=` how matmuls compute (docs/precision.md): "fp32", "bf16" (operands rounded to bfloat16,
+    fp32 accumulation; parameters, optimizer state and all other ops stay fp32) or "tf32" (Triton only);
+    None: the backend's default (fp32 on the CPU; tf32 or MLPC_TRITON_PRECISION on Triton).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an mlpc.nn.Module, got {type(model).__name__}")
@@ -459,7 +475,7 @@ def compile(model: nn.Module, loss: nn.Loss | None = None, optimizer: Optimizer 
         raise TypeError(f"optimizer must be an mlpc.optim optimizer, got {type(optimizer).__name__}")
     return Trainer(model, loss or nn.CrossEntropyLoss(), optimizer or Adam(), batch_size, backend, seed,
                    in_features, print_after, ir_stream, probe, nan_guard, param_groups, clip_grad_norm,
-                   distributed=distributed)
+                   distributed=distributed, precision=precision)
 
 
 def _check_clip(clip: Any, optimizer: Optimizer) -> float | None:

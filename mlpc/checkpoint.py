@@ -22,6 +22,8 @@ FORMAT = "mlpc-checkpoint-1"  # also read and written by exported libraries (cod
 TRAIN_STATE_VERSION = 1
 MAX_HEADER = 100 * 1024 * 1024
 MAX_BATCH = 1 << 24
+# the matmul precision the trainer computed in (mlpc.precision); checkpoints written before it existed: fp32
+PRECISION_KEY = "mlpc.precision"
 DESCRIPTION_KEY = "mlpc.description"  # version of the model/loss descriptions (mlpc.nn.SPEC_VERSION)
 
 
@@ -186,6 +188,7 @@ def trainer_metadata(trainer: "Trainer") -> dict[str, str]:
         "mlpc.batch_size": str(trainer.batch_size),
         "mlpc.in_features": str(trainer.in_features),
         "mlpc.backend": trainer.backend_name,
+        PRECISION_KEY: getattr(trainer, "precision", "fp32"),
         "mlpc.seed": str(trainer.seed),
         "mlpc.steps": str(trainer.steps_taken),
         "mlpc.nan_guard": "1" if getattr(trainer, "nan_guard", False) else "0",
@@ -216,7 +219,26 @@ def save_trainer(trainer: "Trainer", path: str, extra_metadata: dict[str, str] |
     save_arrays(path, tensors, meta)
 
 
-def load_trainer(path: str, model: Any = None, backend: str | None = None, loss: Any = None) -> "Trainer":
+def stored_precision(meta: dict[str, str]) -> str:
+    """The checkpoint's precision ("fp32" when it predates the key), checked against the known names."""
+    from mlpc.precision import canonical
+
+    return canonical(meta.get(PRECISION_KEY, "fp32"))
+
+
+def load_precision(meta: dict[str, str], backend: str | None, precision: str | None) -> str | None:
+    """The precision a loaded trainer computes in: the caller's, else the stored one, except that a tf32
+    checkpoint (Triton's default) loaded onto another backend (backend=) takes that backend's default."""
+    if precision is not None:
+        return precision
+    stored = stored_precision(meta)
+    if stored == "tf32" and backend is not None and not backend.startswith("triton"):
+        return None
+    return stored
+
+
+def load_trainer(path: str, model: Any = None, backend: str | None = None, loss: Any = None,
+                 precision: str | None = None) -> "Trainer":
     from mlpc import nn, optim
     from mlpc.api import Trainer
 
@@ -245,7 +267,8 @@ def load_trainer(path: str, model: Any = None, backend: str | None = None, loss:
                           batch_size, backend or meta["mlpc.backend"],
                           int(meta["mlpc.seed"]), int(meta["mlpc.in_features"]),
                           nan_guard=meta.get("mlpc.nan_guard") == "1",
-                          param_groups=ts.get("param_groups") or None, clip_grad_norm=ts.get("clip_grad_norm"))
+                          param_groups=ts.get("param_groups") or None, clip_grad_norm=ts.get("clip_grad_norm"),
+                          precision=load_precision(meta, backend, precision))
         steps = int(meta.get("mlpc.steps", 0))
     except CheckpointError:
         raise

@@ -57,7 +57,7 @@ def locked(method: F) -> F:
     """Run a method under `self._lock` (an ObjectLock)."""
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
+        with self._lock._lock:  # the RLock itself (read on every call: the fork handler may replace it)
             return method(self, *args, **kwargs)
     return run  # type: ignore[return-value]
 

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from mlpc.checkpoint import (
+    PRECISION_KEY,
     load_arrays,
     model_description,
     remove_stale_temps,
     restore_train_state,
     save_trainer,
     split_hyper,
+    stored_precision,
     train_state_of,
     trainer_metadata,
 )
@@ -77,6 +79,9 @@ def resume(trainer: "Trainer", path: str, x: np.ndarray, y: np.ndarray) -> Posit
         if meta.get(key) != want[key]:
             raise CheckpointError(f"{path} was written by a different run: {key} is {meta.get(key)} there, "
                                   f"{want[key]} now")
+    if PRECISION_KEY in meta and stored_precision(meta) != want[PRECISION_KEY]:
+        raise CheckpointError(f"{path} was written by a run in precision {stored_precision(meta)}, this one computes "
+                              f"in {want[PRECISION_KEY]}: pass the same precision to resume it")
     if meta.get("mlpc.data") not in (None, data_fingerprint(x, y)):
         raise CheckpointError(f"{path} was written while training on different data")
     arrays = {k.split("/", 1)[1]: v for k, v in tensors.items() if "/" in k and not k.startswith("hyper/")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,25 @@ from mlpc.errors import InputError
 from mlpc.types import TensorType
 
 KDL_CPU = 1  # DLPack's device type of host memory
+SMALL = 64   # arrays up to this many elements are checked through Python floats (no ufunc/reduction set-up)
+_F32 = np.dtype(np.float32)
+_NUMPY_DTYPES: dict[Any, np.dtype] = {}  # mlpc DType -> its canonical NumPy dtype object
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when every element of the float array `a` is finite (exact for any size)."""
+    if a.size <= SMALL:
+        return all(map(math.isfinite, a.ravel().tolist()))
+    return bool(np.isfinite(a).all())
+
+
+def ready(a: Any, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
+    """The fast path's structural test: a plain, C-contiguous, aligned ndarray of exactly `dtype` (native byte
+    order: `is` compares against the canonical dtype object) and `shape`, usable by the compiled step as is."""
+    if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
+        return False
+    fl = a.flags
+    return bool(fl.c_contiguous and fl.aligned)
 
 
 def array(a: Any, what: str) -> np.ndarray:
@@ -68,7 +88,14 @@ def shape_mismatch(name: str, got: tuple[int, ...], want: tuple[int, ...], layou
 
 
 def features(x: Any, width: int, max_rows: int | None, what: str = "x") -> np.ndarray:
-    """A C-contiguous float32 [n, width] copy/view of x. Integer and float64 inputs are converted."""
+    """A C-contiguous float32 [n, width] copy/view of x. Integer and float64 inputs are converted.
+
+    Fast path (an aligned C-contiguous float32 ndarray of the right shape, every value finite): returned as
+    is after the same checks; anything else takes the general path, which raises the precise error."""
+    if type(x) is np.ndarray and x.dtype is _F32 and x.ndim == 2 and x.shape[1] == width and 0 < x.shape[0] \
+            and (max_rows is None or x.shape[0] <= max_rows) and (fl := x.flags).c_contiguous and fl.aligned:
+        if all(map(math.isfinite, x.ravel().tolist())) if x.size <= SMALL else bool(np.isfinite(x).all()):
+            return x
     x = array(x, what)
     if x.dtype.kind not in "fiub":
         raise InputError(f"{what} must hold real numbers, got dtype {x.dtype}")
@@ -94,18 +121,30 @@ def native(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
-def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np.ndarray:
-    """Labels for cross-entropy (integers in [0, classes)) or float targets for MSE."""
-    y = array(y, "y")
+def targets(y: Any, expected: TensorType, num_classes: int | None, n: int,
+            range_checked_later: bool = False) -> np.ndarray:
+    """Labels for cross-entropy (integers in [0, classes)) or float targets for MSE.
+
+    `range_checked_later=True`: the caller's compiled step checks the label range itself before it changes
+    anything (the llvm step does, raising the same error), so an int32 array is not scanned here."""
     shape = (n,) + tuple(expected.shape[1:])
+    want = _NUMPY_DTYPES.get(expected.dtype)
+    if want is None:
+        want = _NUMPY_DTYPES[expected.dtype] = np.dtype(expected.dtype.numpy)
+    if ready(y, want, shape):
+        if expected.dtype.is_int:
+            if num_classes is None or range_checked_later or in_range(y, num_classes):
+                return y
+        elif all_finite(y):
+            return y
+    y = array(y, "y")
     if y.shape != shape:
         raise InputError(f"y must have shape {list(shape)} to match x, got {list(y.shape)}")
     if expected.dtype.is_int:
         if y.dtype.kind not in "iu":
             raise InputError(f"labels must be integers for cross-entropy, got dtype {y.dtype}")
         if num_classes is not None and y.size and (y.min() < 0 or y.max() >= num_classes):
-            bad = int(y[(y < 0) | (y >= num_classes)][0])
-            raise InputError(f"label {bad} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
+            raise InputError(label_error(y, num_classes))
         return native(y, expected.dtype.numpy)
     if y.dtype.kind not in "fiu":
         raise InputError(f"targets must be real numbers, got dtype {y.dtype}")
@@ -113,6 +152,20 @@ def targets(y: Any, expected: TensorType, num_classes: int | None, n: int) -> np
     if not np.isfinite(out).all():
         raise InputError("y contains NaN or Inf (or values that overflow float32)")
     return out
+
+
+def in_range(y: np.ndarray, num_classes: int) -> bool:
+    """True when every integer label is in [0, num_classes)."""
+    if y.size <= SMALL:
+        values = y.ravel().tolist()
+        return not values or (min(values) >= 0 and max(values) < num_classes)
+    return bool(y.min() >= 0 and y.max() < num_classes)
+
+
+def label_error(y: np.ndarray, num_classes: int) -> str:
+    """The message for labels outside [0, num_classes) (shared with the llvm step's native check)."""
+    bad = int(y[(y < 0) | (y >= num_classes)][0])
+    return f"label {bad} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
 
 
 def labels(y: Any, n: int, num_classes: int) -> np.ndarray:

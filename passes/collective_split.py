@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mlpc.errors import MlpcError
 from mlpc.ir import Graph, Input, Op, Output, Value, clone
+from passes.memory import BUCKET_PREFIX
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class SplitStep:
 
     local: Graph
     update: Graph
-    reduced: list[tuple[str, str]]  # (name, reduce kind)
+    reduced: list[tuple[str, str]]  # (name, reduce kind); names start with BUCKET_PREFIX
     carried: list[str]
 
 
@@ -52,7 +53,7 @@ def split_at_collectives(graph: Graph) -> SplitStep:
     local_outputs: list[Output] = []
     update_inputs: list[Input] = []
     for k, c in enumerate(collectives):
-        name = f"partial.{k}"
+        name = f"{BUCKET_PREFIX}{k}"  # the memory plan puts these in one contiguous bucket
         local_outputs.append(Output(name, c.operands[0]))
         v = Value(c.result.type, name)
         mapping[id(c.result)] = v

@@ -10,6 +10,10 @@ buffer when no kernel reads the old value after the kernel that produces the new
 gets an arena slot and a copy back at the end of the step. Two values share arena bytes only if
 their live ranges (first writer kernel to last reader kernel, inclusive) are disjoint, so no kernel
 ever sees two of its buffers overlap except an in-place update.
+
+Outputs named `partial.<k>` (the values a data-parallel step reduces over MPI, see
+passes/collective_split.py) get one contiguous region at the end of the arena, in output order, followed by
+one f32 slot for the row count: the runtime reduces that region in place with a single Allreduce.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlpc.ir import Graph, Value
+from mlpc.types import DType
 from passes.plan import FusionPlan
 
 ALIGN = 64
+BUCKET_PREFIX = "partial."  # outputs reduced over the ranks: placed contiguously (the gradient bucket)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class MemoryPlan:
     copy_back: list[tuple[Value, str]]        # (new value in arena, state input name) after the step
     scratch: dict[int, int] = field(default_factory=dict)  # kernel index -> arena offset of its scratch
     intervals: dict[Value, tuple[int, int]] = field(default_factory=dict)
+    bucket: tuple[int, int] | None = None  # (offset, bytes) of the reduced outputs + the row count slot
 
     def dump(self, plan: FusionPlan) -> str:
         from mlpc.printer import value_names
@@ -91,6 +98,8 @@ class MemoryPlan:
             lines.append(f"//   in place: %{names[v]} -> {name}")
         for v, name in self.copy_back:
             lines.append(f"//   copy back: %{names[v]} -> {name}")
+        if self.bucket is not None:
+            lines.append(f"//   reduction bucket at [{self.bucket[0]}, {sum(self.bucket)}) (row count in its last f32)")
         return "\n".join(lines) + "\n"
 
 
@@ -160,10 +169,35 @@ def plan_memory(plan: FusionPlan, scratch_bytes: dict[int, int] | None = None,
     for kidx, nbytes in (scratch_bytes or {}).items():
         if nbytes > 0:
             requests.append((("scratch", kidx), kidx, kidx, nbytes))
+    reduced = _bucket_values(g, intervals)
+    in_bucket = set(reduced)
+    requests = [r for r in requests if r[0] not in in_bucket]
     where, arena = pack(requests, policy.align)
+    bucket = None
+    if reduced:
+        start = arena
+        for v in reduced:
+            where[v] = arena
+            arena = _up(arena + v.type.nbytes, policy.align)
+        arena += _up(4, policy.align)  # the row count: the region's last f32
+        bucket = (start, arena - start)
     for v in intervals:
         slots[v] = Slot(where[v], v.type.nbytes)
     for i in g.inputs:
         slots[i.value] = Slot(0, i.value.type.nbytes, i.name)
     scratch = {kidx: where[("scratch", kidx)] for kidx, nb in (scratch_bytes or {}).items() if nb > 0}
-    return MemoryPlan(arena, slots, inplace, copy_back, scratch, intervals)
+    return MemoryPlan(arena, slots, inplace, copy_back, scratch, intervals, bucket)
+
+
+def _up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
+def _bucket_values(g: Graph, intervals: dict[Value, tuple[int, int]]) -> list[Value]:
+    """The `partial.<k>` outputs in order, when they can share one f32 region (each an arena value of
+    its own, named once); else none, and the runtime copies them into a bucket instead."""
+    outs = [o for o in g.outputs if o.name.startswith(BUCKET_PREFIX)]
+    values = [o.value for o in outs]
+    ok = all(v in intervals and v.dtype == DType.f32 for v in values) and \
+        all(sum(o.value is v for o in g.outputs) == 1 for v in values)
+    return values if ok else []

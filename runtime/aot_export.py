@@ -73,22 +73,24 @@ def export_target(generic: bool = False, cpu: str | None = None, features: str |
     return Target(triple, cpu, features, lanes, nthreads, True)
 
 
-def step_graphs(trainer: "Trainer", inference: bool, train_batches: Sequence[int], predict_batch: int
-                ) -> list[tuple[str, int, Graph]]:
-    """(kind, batch, optimized graph) for every step the library holds, built as the trainer builds them."""
+def step_graphs(trainer: "Trainer", inference: bool, train_batches: Sequence[int], predict_batch: int,
+                allreduce_hook: bool = False) -> list[tuple[str, int, Graph]]:
+    """(kind, batch, optimized graph) for every step the library holds, built as the trainer builds them
+    (with `allreduce_hook`, train steps go through the distribute pass: allreduce ops before the update)."""
     from mlpc.api import trace_model
     from passes.manager import PassManager
 
     out: list[tuple[str, int, Graph]] = []
+    pipeline = trainer._pipeline(distributed=allreduce_hook)
     if not inference:
         for b in sorted(set(train_batches) | {trainer.batch_size}):
             if b <= 0:
                 raise MlpcError(f"training batch sizes must be positive, got {b}")
-            if b == trainer.batch_size and "simplified" in trainer._graphs:
+            if b == trainer.batch_size and "simplified" in trainer._graphs and pipeline == trainer._pipeline():
                 g = trainer.graph("simplified")
             else:
                 traced = trace_model(trainer.model, b, trainer.in_features, trainer.loss, "step")
-                g = PassManager().run(traced, trainer._pipeline())
+                g = PassManager().run(traced, pipeline)
             out.append(("train", b, g))
     if predict_batch <= 0:
         raise MlpcError(f"the predict batch must be positive, got {predict_batch}")
@@ -158,29 +160,42 @@ def compile_library(build: Path, name: str, objects: Sequence[str], threads: int
 def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "model", *, inference: bool = False,
            generic: bool = False, cpu: str | None = None, features: str | None = None, threads: int | None = None,
            train_batches: Sequence[int] = (), predict_batch: int | None = None, cc: str | None = None,
-           cflags: Sequence[str] = (), keep_sources: bool = False, abi_version: int | None = None) -> Exported:
+           cflags: Sequence[str] = (), keep_sources: bool = False, abi_version: int | None = None,
+           allreduce_hook: bool | None = None) -> Exported:
     """Compile `trainer`'s model into OUTDIR/lib<name>.so with OUTDIR/<name>.h and OUTDIR/<name>.safetensors.
 
     The library holds the training step at the trainer's batch size (plus `train_batches`) and a
     predict step of `predict_batch` rows (default: the batch size; any row count works by chunking),
     and the trainer's current weights. `inference=True` leaves out the backward pass and optimizer.
     `abi_version` overrides the ABI version stamped into the library (for tests of the loader).
+    `allreduce_hook` (default: whether the trainer is data-parallel) splits each train step where the
+    gradients are complete, so that NAME_set_allreduce's function can sum them over the ranks of the
+    caller's own MPI job before the update (docs/distributed.md).
     """
     import mlpc
     from codegen.aot import glue
     from codegen.aot.abi import ABI_VERSION, check_library_name, check_tensor_name
     from codegen.aot.header import render_header
-    from codegen.aot.objects import build_step, link_object
+    from codegen.aot.objects import build_split_train_step, build_step, link_object
     from codegen.aot.spec import BufferSpec, LibrarySpec, TargetSpec
 
     t0 = time.perf_counter()
     check_library_name(name)
     target = export_target(generic, cpu, features, threads)
+    if getattr(trainer, "precision", "fp32") == "bf16":  # the library computes as the trainer does (tf32: fp32)
+        from codegen.llvm.target import with_precision
+
+        target = with_precision(target, "bf16")
     loss = _loss_kind(trainer)
     pbatch = predict_batch or trainer.batch_size
-    graphs = step_graphs(trainer, inference, train_batches, pbatch)
+    hook = (trainer.comm is not None if allreduce_hook is None else bool(allreduce_hook)) and not inference
+    graphs = step_graphs(trainer, inference, train_batches, pbatch, hook)
     digest = ir_hash([g for _k, _b, g in graphs])
-    modules = [build_step(g, kind, b, f"{name}__{kind}_b{b}", target) for kind, b, g in graphs]
+    modules = []
+    for kind, b, g in graphs:
+        symbol = f"{name}__{kind}_b{b}"
+        modules += build_split_train_step(g, b, symbol, target) if hook and kind == "train" else \
+            [build_step(g, kind, b, symbol, target)]
 
     first = graphs[0][2]
     buffers = [BufferSpec(check_tensor_name(i.name), i.role, i.value.dtype.value, tuple(i.value.shape))
@@ -194,13 +209,15 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
     try:
         full_ckpt, blob, fixed_meta = _checkpoint_blobs(trainer, build, name, inference, digest)
         spec = LibrarySpec(
-            name=name, buffers=buffers, steps=[m.spec for m in modules],
+            name=name, buffers=buffers, steps=[m.spec for m in modules if m.spec.kind != "update"],
             batch_size=pbatch if inference else trainer.batch_size, in_features=trainer.in_features,
             out_features=trainer.out_features, loss=loss,
-            target=TargetSpec(target.triple, target.cpu, target.features, target.lanes, target.threads, target.ftz),
+            target=TargetSpec(target.triple, target.cpu, target.features, target.lanes, target.threads, target.ftz,
+                              target.precision),
             ir_hash=digest, inference_only=inference, checkpoint_meta=fixed_meta,
             model_spec=_model_spec(trainer), optimizer_spec=trainer.optimizer.spec(),
-            mlpc_version=mlpc.__version__, abi_version=ABI_VERSION if abi_version is None else abi_version)
+            mlpc_version=mlpc.__version__, abi_version=ABI_VERSION if abi_version is None else abi_version,
+            allreduce_hook=hook)
         obj, kernels_ir = link_object(modules, target)
         (build / f"{name}_kernels.o").write_bytes(obj)
         if keep_sources:
@@ -210,7 +227,7 @@ def export(trainer: "Trainer", outdir: str | os.PathLike[str], name: str = "mode
         (build / f"{name}.c").write_text(glue.render_glue(spec, f"{name}.h", wsym))
         (build / f"{name}_weights.S").write_text(glue.render_weights_asm(wsym, blob.name))
         cmd = compile_library(build, name, [f"{name}.c", f"{name}_weights.S", f"{name}_kernels.o"],
-                              max(s.threads for s in spec.steps), cc, cflags)
+                              max(s.threads for s in spec.symbols), cc, cflags)
         stamp(build / f"lib{name}.so")
         results = {"lib": out / f"lib{name}.so", "h": out / f"{name}.h", "w": out / f"{name}.safetensors"}
         os.replace(build / f"lib{name}.so", results["lib"])

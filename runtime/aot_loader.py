@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class _BufferInfo(ctypes.Structure):
 def _c_string(lib: ctypes.CDLL, symbol: str) -> bytes:
     """The NUL-terminated bytes at a data symbol (ValueError when the symbol is missing)."""
     return ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, symbol)))
+
+
+_ALLREDUCE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)  # mlpc_allreduce_fn
 
 
 def _manifest(text: bytes, damaged: str) -> dict[str, Any]:
@@ -250,8 +253,11 @@ class ExportedModel:
                   else TensorType(DType.f32, (xs.shape[0], self.out_features)))
         ys = validate.targets(y, target, self.num_classes, xs.shape[0])
         loss = ctypes.c_float()
-        self._check(self._fns["train_step_n"](self._state, xs.shape[0], xs.ctypes.data, ys.ctypes.data,
-                                              ctypes.byref(loss)), "train_step")
+        self._hook_error: BaseException | None = None
+        rc = self._fns["train_step_n"](self._state, xs.shape[0], xs.ctypes.data, ys.ctypes.data, ctypes.byref(loss))
+        if self._hook_error is not None:
+            raise self._hook_error
+        self._check(rc, "train_step")
         return float(loss.value)
 
     @locked
@@ -314,6 +320,32 @@ class ExportedModel:
         """The runtime hyperparameter buffers (hyper.lr, ...) and their values."""
         self._live()
         return {k: float(v) for k, (role, v) in self._buffers.items() if role == "hyper"}
+
+    # --- data parallelism (NAME_set_allreduce: libraries exported with the allreduce hook) ---------
+    @locked
+    def set_allreduce(self, fn: Callable[[np.ndarray], None] | None) -> None:
+        """Have every train step call fn(buf) between its backward pass and its update: buf is a float32
+        view of the loss and gradients (each times this process's rows) and the row count last; fn must
+        sum it over the ranks in place (e.g. comm.Allreduce(MPI.IN_PLACE, buf)). None removes it."""
+        self._live()
+        setter = getattr(self._lib, f"{self.name}_set_allreduce", None)
+        if setter is None:
+            raise MlpcError(f"{self.path} was exported by an mlpc without the allreduce hook "
+                            f"({self.name}_set_allreduce); re-export it with allreduce_hook=True")
+        setter.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        hook = None
+        if fn is not None:
+            def call(buf: int, n: int, _ctx: int) -> None:
+                view = np.ctypeslib.as_array((ctypes.c_float * n).from_address(buf))
+                try:
+                    fn(view)
+                except BaseException as e:  # noqa: BLE001 - re-raised by step(); the row count 0 stops the step
+                    self._hook_error = e
+                    view[-1] = 0.0
+            hook = _ALLREDUCE_FN(call)
+        self._check(setter(self._state, ctypes.cast(hook, ctypes.c_void_p) if hook else None, None),
+                    "set_allreduce")
+        self._allreduce = hook  # the library calls it on every step: keep it alive
 
     # --- runtime hyperparameters (NAME_set_hyper / NAME_get_hyper, ABI 2) -------------------------
     @locked

@@ -63,7 +63,9 @@ def _missing(entry: _Entry) -> list[str]:
     return [m for m in entry.requires if importlib.util.find_spec(m) is None]
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str, precision: str | None = None) -> Backend:
+    """The backend `name`; `precision` ("fp32", "tf32", "bf16": mlpc.precision) of its matmuls, None for the
+    backend's default (fp32 on the CPU backends; tf32 or MLPC_TRITON_PRECISION on Triton)."""
     _load_builtin()
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
@@ -71,7 +73,14 @@ def get_backend(name: str) -> Backend:
     missing = _missing(entry)
     if missing:
         raise MlpcError(f"backend {name!r} needs {' and '.join(missing)}: pip install -e .[{entry.extra}]")
-    return entry.factory()
+    return entry.factory() if precision is None else entry.factory(precision=precision)  # type: ignore[call-arg]
+
+
+def backend_precision(backend: Backend) -> str:
+    """The shared name of the precision a backend instance computes its matmuls in ("ieee" -> "fp32")."""
+    from mlpc.precision import canonical
+
+    return canonical(getattr(backend, "precision", "fp32"))
 
 
 def available_backends() -> list[str]:

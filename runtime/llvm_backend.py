@@ -14,6 +14,7 @@ import numpy as np
 from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
 from mlpc.locking import ObjectLock
+from mlpc.precision import check_cpu
 from mlpc.printer import print_graph
 from mlpc.types import DType
 from passes.memory import MemoryPlan
@@ -61,7 +62,7 @@ def _meta(graph: Graph, mem: MemoryPlan, labels: list[tuple[str, int]], threads:
             where = ["arena", slot.offset]
         outputs.append([o.name, o.name in state, where, v.dtype.value, list(v.shape)])
     return {"arena": mem.arena_bytes, "inputs": inputs, "outputs": outputs,
-            "labels": labels, "threads": threads}
+            "labels": labels, "threads": threads, "bucket": list(mem.bucket) if mem.bucket else None}
 
 
 class LlvmCompiled:
@@ -86,11 +87,16 @@ class LlvmCompiled:
         # stop the step's worker threads before the code they run is freed
         weakref.finalize(self, _shutdown, _SHUTDOWN_FN(loaded.shutdown_address), loaded)
         self.keep: list[Any] = [None] * len(self.inputs)
-        self.data = [(j, n, dt, s) for j, (n, r, dt, s) in enumerate(self.inputs) if r == "data"]
+        self.data = [(j, n, np.dtype(dt), s) for j, (n, r, dt, s) in enumerate(self.inputs) if r == "data"]
         self.state_pos = [j for j, x in enumerate(self.inputs) if x[1] != "data"]
         self.state_names = [self.inputs[j][0] for j in self.state_pos]
         self.seen_state: list[Any] = [None] * len(self.state_pos)
+        names = self.state_names
+        # the state values as a tuple, fetched in C: state -> (state[n] for n in names)
+        self.get_state = operator.itemgetter(*names) if len(names) > 1 else lambda d: (d[names[0]],) if names \
+            else ()
         self.labels = [(n, c) for n, c in meta["labels"]]
+        self.checks_labels = any(n == "y" for n, _c in self.labels)  # mlpc_step checks y's range before it runs
         self.input_pos = {x[0]: i for i, x in enumerate(self.inputs)}
         self.results: list[tuple[str, np.ndarray]] = []   # non-state outputs: views into the arena
         self.copies: list[tuple[str, str, bool]] = []      # (output, input, is_state) copied on the host
@@ -123,27 +129,42 @@ class LlvmCompiled:
             self.ptrs[1 + j] = value.ctypes.data
 
     def run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
-        with self.lock:  # one arena per compiled step: callers on several Python threads take turns
+        with self.lock._lock:  # one arena per step: callers on several threads take turns (see mlpc/locking.py)
             return self._run(state, data)
 
-    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+    def bucket_view(self) -> np.ndarray | None:
+        """The f32 view of the arena region holding the `partial.<k>` outputs and, in its last element,
+        room for the row count (passes/memory.py), or None when the step has no such region."""
+        where = self.meta.get("bucket")
+        if not where:
+            return None
+        return self.arena[where[0]:where[0] + where[1]].view(np.float32)
+
+    def run_in_arena(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Like run, but arena outputs come back as views of the arena (valid until the next call, no
+        copy): the data-parallel step reduces its gradients where the kernels wrote them. The caller
+        holds `self.lock` across the run and its use of the views."""
+        return self._run(state, data, copy=False)
+
+    def _run(self, state: dict[str, Any], data: dict[str, np.ndarray], copy: bool = True) -> dict[str, Any]:
         try:
-            values = [state[n] for n in self.state_names]
+            same = all(map(operator.is_, self.get_state(state), self.seen_state))
         except KeyError as e:
             raise InputError(f"missing state input {e.args[0]!r}") from None
-        if not all(map(operator.is_, values, self.seen_state)):
-            self._bind_state(state, values)
+        if not same:
+            self._bind_state(state, [state[n] for n in self.state_names])
+        keep = self.keep
         for j, name, dt, shape in self.data:
             try:
                 arr = data[name]
             except KeyError:
                 raise InputError(f"missing data input {name!r}") from None
-            if type(arr) is not np.ndarray or arr.dtype != dt or not arr.flags.c_contiguous:
-                arr = np.ascontiguousarray(np.asarray(arr, dtype=dt)) if np.ndim(arr) else np.asarray(arr, dt)
-            if arr.shape != shape:
-                raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects "
-                                 f"{list(shape)}")
-            self.keep[j] = arr
+            if type(arr) is not np.ndarray or arr.dtype is not dt or arr.shape != shape \
+                    or not arr.flags.c_contiguous:
+                arr = self._convert(name, arr, dt, shape)
+            elif arr is keep[j]:
+                continue  # the very array of the last step, checked again above: its buffer pointer is set
+            keep[j] = arr
             self.ptrs[1 + j] = arr.ctypes.data
         rc = self.fn(self.ptrs)
         if rc:
@@ -152,7 +173,7 @@ class LlvmCompiled:
             self._label_error()
         result: dict[str, Any] = {}
         for name, view in self.results:
-            result[name] = view.copy()
+            result[name] = view.copy() if copy else view
         if self.copies:
             for name, src, is_state in self.copies:
                 val = result.pop("state:" + name) if not src else np.array(self.keep[self.input_pos[src]])
@@ -162,9 +183,21 @@ class LlvmCompiled:
                     result[name] = val
         return result
 
+    @staticmethod
+    def _convert(name: str, arr: Any, dt: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+        """A data input as a C-contiguous array of `dt` (a copy when needed), its shape checked."""
+        arr = np.ascontiguousarray(np.asarray(arr, dtype=dt)) if np.ndim(arr) else np.asarray(arr, dt)
+        if arr.shape != shape:
+            raise InputError(f"input {name!r} has shape {list(arr.shape)}, the compiled step expects {list(shape)}")
+        return arr
+
     def profile(self, state: dict[str, Any], data: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
-        """{kernel name: median seconds on thread 0} from a cycle-counting build of the same step
-        (compiled once, cached); runs `repeats` steps, updating `state` (pass a copy)."""
+        """{kernel name: median seconds} from a cycle-counting build of the same step (compiled once, cached);
+        runs one warm-up and `repeats` timed steps, updating `state` (pass a copy). Thread 0 reads the counter
+        before it meets the other threads at a barrier and again after a barrier behind the kernel, so each
+        sample spans all threads' work on that kernel (and any wait): an upper bound on the kernel's time."""
+        from runtime.machine_peaks import tsc_rate
+
         if self.graph is None:
             raise MlpcError("this compiled step does not know its graph; lower it with lower_graph")
         if self._profiled is None:
@@ -173,9 +206,7 @@ class LlvmCompiled:
         names = p.meta["kernels"]
         counters = (ctypes.c_int64 * len(names)).from_address(p.loaded.engine.get_global_value_address("mlpc_prof"))
         cycles = ctypes.CFUNCTYPE(ctypes.c_int64)(p.loaded.engine.get_function_address("mlpc_cycles"))
-        c0, t0 = cycles(), time.perf_counter()
-        time.sleep(0.02)
-        hz = (cycles() - c0) / (time.perf_counter() - t0)
+        hz = tsc_rate(cycles, 0.05)  # measured, not assumed: see runtime/machine_peaks.py
         p.run(state, data)
         samples: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(max(1, repeats)):
@@ -190,8 +221,9 @@ class LlvmCompiled:
         for name, classes in self.labels:
             y = self.keep[self.input_pos[name]]
             if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
-                raise InputError(f"labels in {name!r} must be in [0, {classes}), got range "
-                                 f"[{int(y.min())}, {int(y.max())}]")
+                from mlpc.validate import label_error
+
+                raise InputError(f"labels in {name!r}: {label_error(y, classes)}")
         raise InputError("the compiled step rejected its input")
 
 
@@ -272,11 +304,18 @@ def _generate(graph: Graph, target: Any, profile: bool) -> tuple[dict[str, Any],
 
 
 class LlvmBackend:
+    """backend="llvm": precision "fp32" (default) or "bf16" (bf16 gemm operands, fp32 accumulation)."""
+
     name = "llvm"
     stages: tuple[str, ...] = STAGES
 
+    def __init__(self, precision: str | None = None) -> None:
+        self.precision = check_cpu(precision, "llvm")
+
     def lower(self, graph: Graph, record: Record) -> LlvmCompiled:
-        return lower_graph(graph, record)
+        from codegen.llvm.target import host_target, with_precision
+
+        return lower_graph(graph, record, target=with_precision(host_target(), self.precision))
 
     def to_device(self, array: np.ndarray) -> np.ndarray:
         return aligned_copy(np.asarray(array))

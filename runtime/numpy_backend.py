@@ -7,14 +7,26 @@ from typing import Any
 import numpy as np
 
 from mlpc.interpreter import Interpreter
-from mlpc.ir import Graph
+from mlpc.ir import Graph, Op
+from mlpc.precision import bf16_matmul, check_cpu
 from runtime.backend import Record, register_backend
 
 
+class Bf16Interpreter(Interpreter):
+    """The reference with bf16 matmul semantics: operands rounded to bf16 (ties to even), fp32-exact products
+    summed in float64 (mlpc.precision.bf16_matmul); every other op as in fp32."""
+
+    def run_op(self, op: Op, args: list[np.ndarray]) -> list[np.ndarray]:
+        if op.name != "matmul":
+            return super().run_op(op, args)
+        out = bf16_matmul(args[0], args[1], bool(op.attrs["transpose_a"]), bool(op.attrs["transpose_b"]))
+        return [np.asarray(out, dtype=op.result.type.dtype.numpy).reshape(op.result.type.shape)]
+
+
 class NumpyCompiled:
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, precision: str = "fp32") -> None:
         self.graph = graph
-        self.interpreter = Interpreter(graph)
+        self.interpreter = Bf16Interpreter(graph) if precision == "bf16" else Interpreter(graph)
         self.state_names = {i.name for i in graph.inputs if i.role != "data"}
 
     def run(self, state: dict[str, Any], data: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -36,11 +48,16 @@ class NumpyCompiled:
 
 
 class NumpyBackend:
+    """backend="numpy": the reference interpreter; precision "fp32" (default) or "bf16" matmul operands."""
+
     name = "numpy"
     stages: tuple[str, ...] = ()
 
+    def __init__(self, precision: str | None = None) -> None:
+        self.precision = check_cpu(precision, "numpy")
+
     def lower(self, graph: Graph, record: Record) -> NumpyCompiled:
-        return NumpyCompiled(graph)
+        return NumpyCompiled(graph, self.precision)
 
     def to_device(self, array: np.ndarray) -> np.ndarray:
         return np.array(array, copy=True)

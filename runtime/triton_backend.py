@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from codegen.triton_render import PRECISIONS, Launch, module_source, render
 from codegen.views import View
 from mlpc.errors import InputError, MlpcError
 from mlpc.ir import Graph
+from mlpc.precision import canonical
 from mlpc.types import DType
 from runtime.backend import Record, register_backend
 from runtime.triton_loader import aot_compile_many, interpreting, load_module
@@ -254,16 +255,18 @@ class TritonCompiled:
 
 
 class TritonBackend:
-    """backend="triton": fused Triton kernels; precision tf32 (default), ieee, or bf16 operands."""
+    """backend="triton": fused Triton kernels; precision tf32 (default), fp32 (alias ieee), or bf16 operands
+    (mlpc.precision; the default comes from MLPC_TRITON_PRECISION when set). `precision` keeps the
+    Triton-internal names ("ieee" for fp32)."""
 
     name = "triton"
     stages: tuple[str, ...] = ("fused", "planned", "kernels", "triton", "ttir", "ptx")
 
     def __init__(self, precision: str | None = None, cuda_graph: bool = True, aot_ir: bool | None = None) -> None:
         precision = precision or os.environ.get("MLPC_TRITON_PRECISION", "tf32")
-        if precision not in PRECISIONS:
-            raise MlpcError(f"unknown triton precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        self.precision = precision
+        name = canonical(precision)
+        self.precision = "ieee" if name == "fp32" else name
+        assert self.precision in PRECISIONS
         self.cuda_graph = cuda_graph
         self.aot_ir = aot_ir if aot_ir is not None else os.environ.get("MLPC_TRITON_AOT_IR", "0") == "1"
 
@@ -329,5 +332,17 @@ def describe_plan(plan: Plan, launches: list[Launch]) -> str:
 
 GPU_DEPS = ("triton", "torch")
 register_backend("triton", TritonBackend, GPU_DEPS, "gpu")
-register_backend("triton-ieee", lambda: TritonBackend("ieee"), GPU_DEPS, "gpu")
-register_backend("triton-bf16", lambda: TritonBackend("bf16"), GPU_DEPS, "gpu")
+
+
+def _fixed(name: str, fixed: str) -> Callable[..., TritonBackend]:
+    """A backend name that implies a precision: an explicit `precision=` must agree with it."""
+    def make(precision: str | None = None) -> TritonBackend:
+        if precision is not None and canonical(precision) != canonical(fixed):
+            raise MlpcError(f"backend {name!r} computes in {canonical(fixed)}, but precision={precision!r} was "
+                            f"given: use backend='triton' with precision={precision!r}")
+        return TritonBackend(fixed)
+    return make
+
+
+register_backend("triton-ieee", _fixed("triton-ieee", "ieee"), GPU_DEPS, "gpu")
+register_backend("triton-bf16", _fixed("triton-bf16", "bf16"), GPU_DEPS, "gpu")

@@ -47,15 +47,23 @@ def required_cpu_features(features: str) -> list[str]:
 
 def _step_tables(spec: LibrarySpec, st: StepSpec, tag: str) -> list[str]:
     index = {b.name: i for i, b in enumerate(spec.buffers)}
-    ins = [-1 if n == "x" else -2 if n == "y" else index[n] for n in st.inputs]
+    ins = [-1 if n == "x" else -2 if n == "y" else -3 if n in st.arena_inputs else index[n] for n in st.inputs]
     out = [f"int {st.symbol}(void **args);", f"void {st.symbol}_shutdown(void);",
            f"static const int mlpc__{tag}_in[] = {{{', '.join(map(str, ins))}}};"]
+    if st.arena_inputs:
+        offs = [str(st.arena_inputs.get(n, 0)) for n in st.inputs]
+        out.append(f"static const int64_t mlpc__{tag}_off[] = {{{', '.join(offs)}}};")
+    if st.update is not None:  # the update half first: the train step points at it
+        out += _step_tables(spec, st.update, tag + "_update")
+        out.append(f"static const mlpc__step mlpc__{tag}_update = {_step_init(st.update, tag + '_update')};")
     return out
 
 
 def _step_init(st: StepSpec, tag: str) -> str:
+    off = f"mlpc__{tag}_off" if st.arena_inputs else "NULL"
+    update = f"&mlpc__{tag}_update" if st.update is not None else "NULL"
     return (f"{{{st.symbol}, {st.batch}, {len(st.inputs)}, mlpc__{tag}_in, {st.out.arg}, {st.out.offset}, "
-            f"{st.label_classes}}}")
+            f"{st.label_classes}, {st.arena_at}, {off}, {update}, {st.bucket[0]}, {st.bucket[1]}}}")
 
 
 def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str:
@@ -108,6 +116,10 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "    int out_arg;              /* the loss / logits live at (char *)args[out_arg] + out_offset */",
         "    int64_t out_offset;",
         "    int classes;              /* > 0: check labels against [0, classes) */",
+        "    int64_t arena_at;         /* the step's arena: (char *)s->arena + arena_at */",
+        "    const int64_t *off;       /* per argument coded -3: its byte offset in s->arena */",
+        "    const struct mlpc__step *update;  /* split train step: runs after the allreduce hook */",
+        "    int64_t bucket_off, bucket_n;     /* the f32 values the hook reduces (row count last) */",
         "} mlpc__step;",
         "",
     ]
@@ -120,7 +132,7 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         out += [f"    {_step_init(st, f'train{k}')}," for k, st in enumerate(train)]
         out.append("};")
     out.append(f"static const mlpc__step mlpc__predict = {_step_init(spec.predict_step, 'predict')};")
-    max_args = 1 + max(len(s.inputs) for s in spec.steps)
+    max_args = 1 + max(len(s.inputs) for s in spec.symbols)
     features = required_cpu_features(spec.target.features) if spec.target.triple.startswith("x86_64") else []
     cpu_checks = "\n".join(
         f'    if (!__builtin_cpu_supports("{f}"))\n'
@@ -137,6 +149,8 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "    void *arena;",
         "    float *xpad;     /* one predict batch of input rows, for the last partial chunk */",
         "    int64_t steps;",
+        "    mlpc_allreduce_fn allreduce;  /* NAME_set_allreduce */",
+        "    void *allreduce_ctx;",
         "};",
         "",
         C_STAMP,
@@ -207,13 +221,20 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         f'    return mlpc__fail(MLPC_E_NOMEM, "{n}_create: out of memory");',
         "}",
         "",
+        f"static void *mlpc__arg({n}_state *s, const mlpc__step *st, int i, const void *x, const void *y)",
+        "{",
+        "    int c = st->in[i];",
+        "    return c == -1 ? (void *)x : c == -2 ? (void *)y : c == -3 ? (void *)((char *)s->arena + st->off[i])",
+        "           : s->buf[c];",
+        "}",
+        "",
         f"static int mlpc__run({n}_state *s, const mlpc__step *st, const float *x, const void *y)",
         "{",
         f"    void *args[{max_args}];",
         "    int i, rc;",
-        "    args[0] = s->arena;",
+        "    args[0] = (char *)s->arena + st->arena_at;",
         "    for (i = 0; i < st->nin; i++)",
-        "        args[1 + i] = st->in[i] == -1 ? (void *)x : st->in[i] == -2 ? (void *)y : s->buf[st->in[i]];",
+        "        args[1 + i] = mlpc__arg(s, st, i, x, y);",
         "    rc = st->fn(args);",
         "    if (rc == 1)",
         '        return mlpc__fail(MLPC_E_INPUT, "a label is outside [0, %d)", st->classes);',
@@ -225,15 +246,14 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
         "/* Stop the steps' worker threads before the library's code is unmapped. */",
         "__attribute__((destructor)) static void mlpc__fini(void)",
         "{",
-        *[f"    {st.symbol}_shutdown();" for st in spec.steps],
+        *[f"    {st.symbol}_shutdown();" for st in spec.symbols],
         "}",
         "",
         "static const void *mlpc__result(" + n + "_state *s, const mlpc__step *st, const float *x, const void *y)",
         "{",
         "    if (st->out_arg == 0)",
-        "        return (const char *)s->arena + st->out_offset;",
-        "    return st->in[st->out_arg - 1] == -1 ? (const void *)x : st->in[st->out_arg - 1] == -2 ? y",
-        "           : (const void *)s->buf[st->in[st->out_arg - 1]];",
+        "        return (const char *)s->arena + st->arena_at + st->out_offset;",
+        "    return mlpc__arg(s, st, st->out_arg - 1, x, y);",
         "}",
         "",
     ]
@@ -249,6 +269,7 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
             "                                  (long)labels[r], (long long)r, st->classes);",
             "    }",
         ] if ce else []
+        out += _allreduce_functions(spec)
         out += [
             f"int {n}_train_step_n({n}_state *s, int64_t rows, const float *x, const {ytype} *y, float *loss)",
             "{",
@@ -268,6 +289,15 @@ def render_glue(spec: LibrarySpec, header_name: str, weights_symbol: str) -> str
             *label_check,
             "    if ((i = mlpc__run(s, st, x, y)) != MLPC_OK)",
             "        return i;",
+            *([
+                "    if (st->update) {  /* gradients complete: the caller's allreduce, then the update */",
+                "        if ((i = mlpc__reduce(s, st, rows)) != MLPC_OK)",
+                "            return i;",
+                "        st = st->update;",
+                "        if ((i = mlpc__run(s, st, x, y)) != MLPC_OK)",
+                "            return i;",
+                "    }",
+            ] if spec.allreduce_hook else []),
             "    memcpy(&value, mlpc__result(s, st, x, y), sizeof value);",
             "    s->steps++;",
             "    if (loss)",
@@ -441,6 +471,55 @@ def _hyper_functions(spec: LibrarySpec) -> list[str]:
         "            return MLPC_OK;",
         "        }",
         f'    return mlpc__fail(MLPC_E_ARGUMENT, "{n} has no runtime hyperparameter \'%s\' (it has {names})", name);',
+        "}",
+        "",
+    ]
+
+
+def _allreduce_functions(spec: LibrarySpec) -> list[str]:
+    """NAME_set_allreduce and the reduction between a split train step's halves (the bucket holds each
+    value times this process's rows, then the rows; the hook sums it over the ranks; the division by the
+    summed rows makes every value the mean over the whole global batch)."""
+    n = spec.name
+    setter = [f"int {n}_set_allreduce({n}_state *s, mlpc_allreduce_fn fn, void *ctx)",
+              "{",
+              "    mlpc__clear_error();",
+              "    if (!s)",
+              f'        return mlpc__fail(MLPC_E_ARGUMENT, "{n}_set_allreduce: state is NULL");']
+    if not spec.allreduce_hook:
+        return setter + [
+            "    (void)fn;",
+            "    (void)ctx;",
+            f'    return mlpc__fail(MLPC_E_UNSUPPORTED, "{n}_set_allreduce: {n} was exported without the allreduce '
+            'hook (mlpc.export(..., allreduce_hook=True) or mlpc aot --allreduce-hook)");',
+            "}",
+            "",
+        ]
+    return [
+        f"static int mlpc__reduce({n}_state *s, const mlpc__step *st, int64_t rows)",
+        "{",
+        "    float *g = (float *)(void *)((char *)s->arena + st->bucket_off);",
+        "    int64_t k, count = st->bucket_n;",
+        "    float total, inv;",
+        "    for (k = 0; k < count - 1; k++)",
+        "        g[k] *= (float)rows;",
+        "    g[count - 1] = (float)rows;",
+        "    if (s->allreduce)",
+        "        s->allreduce(g, count, s->allreduce_ctx);",
+        "    total = g[count - 1];",
+        "    if (!(total > 0.0f))",
+        "        return mlpc__fail(MLPC_E_ARGUMENT, \"the allreduce hook left a row count of %g in the last element \"",
+        "                          \"(it must sum the buffer over the ranks, in place)\", (double)total);",
+        "    inv = (float)(1.0 / (double)total);",
+        "    for (k = 0; k < count - 1; k++)",
+        "        g[k] *= inv;",
+        "    return MLPC_OK;",
+        "}",
+        "",
+        *setter,
+        "    s->allreduce = fn;",
+        "    s->allreduce_ctx = ctx;",
+        "    return MLPC_OK;",
         "}",
         "",
     ]

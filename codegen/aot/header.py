@@ -27,6 +27,13 @@ typedef struct mlpc_buffer_info {
     int64_t numel;
 } mlpc_buffer_info;
 #endif
+
+#ifndef MLPC_ALLREDUCE_DEFINED
+#define MLPC_ALLREDUCE_DEFINED
+/* NAME_set_allreduce's function: sum the n floats at buf over the ranks of the caller's data-parallel
+ * job, in place (e.g. MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, comm)). */
+typedef void (*mlpc_allreduce_fn)(float *buf, int64_t n, void *ctx);
+#endif
 """
 
 
@@ -121,6 +128,15 @@ def render_header(spec: LibrarySpec) -> str:
             " * out of range (negative, not finite, a beta outside [0, 1)). get: the first matching buffer's. */",
             f"int {n}_set_hyper({n}_state *state, const char *name, double value);",
             f"int {n}_get_hyper(const {n}_state *state, const char *name, double *value);",
+            "",
+            "/* Data-parallel training with the caller's own MPI (a library exported with the allreduce hook;",
+            " * others return MLPC_E_UNSUPPORTED): every train step, once the gradients are complete and",
+            " * before the optimizer update, calls fn(buf, n, ctx) on one contiguous buffer of n floats: the",
+            " * loss and every gradient, each times this process's rows, then the row count. fn must sum buf",
+            " * over the ranks in place; the step then divides by the summed row count, so the update (the",
+            " * same on every rank) and *loss are those of the whole global batch. fn = NULL: no reduction.",
+            f" * This library was exported {'with' if spec.allreduce_hook else 'without'} the hook. */",
+            f"int {n}_set_allreduce({n}_state *state, mlpc_allreduce_fn fn, void *ctx);",
             "",
         ]
     lines += [

@@ -25,7 +25,39 @@ class StepModuleText:
 
 def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target) -> StepModuleText:
     """Fuse, plan and generate `graph` with the LLVM backend's step builder, and describe its results."""
-    built = llvm_step.build_step(graph, target, "ahead-of-time export")
+    return _describe(graph, llvm_step.build_step(graph, target, "ahead-of-time export"), kind, batch, symbol)
+
+
+def build_split_train_step(graph: Graph, batch: int, symbol: str, target: Target) -> list[StepModuleText]:
+    """A train step with allreduce ops (the distribute pass) as two functions: the local half, whose memory
+    plan puts the values to reduce in one region of its arena (the bucket NAME_set_allreduce's function
+    gets), and the update half, which reads them there and runs in the scratch memory after it."""
+    from passes.collective_split import split_at_collectives
+    from passes.distribute import ROW_OFFSET
+
+    split = split_at_collectives(graph)
+    if split.carried or any(kind != "row_weighted_mean" for _name, kind in split.reduced):
+        raise MlpcError("the allreduce hook supports steps whose update reads only the reduced loss and "
+                        f"gradients; this one also carries {', '.join(split.carried) or 'other reductions'}")
+    if any(i.name == ROW_OFFSET for i in split.local.inputs):
+        raise MlpcError("the allreduce hook does not support dropout yet: the C API has no input for the "
+                        "rank's global row offset that keys the masks (train it from Python: distributed=True)")
+    built = llvm_step.build_step(split.local, target, "ahead-of-time export")
+    bucket = built.mem.bucket
+    if bucket is None:
+        raise MlpcError("the memory plan could not put the gradients in one region of the arena")
+    local = _describe(split.local, built, "train", batch, symbol, result=split.reduced[0][0])
+    where = {o.name: built.mem.slots[o.value].offset for o in split.local.outputs}
+    update = build_step(split.update, "update", batch, symbol + "_update", target)
+    update.spec.arena_at = -(-built.mem.arena_bytes // 64) * 64
+    update.spec.arena_inputs = {name: where[name] for name, _kind in split.reduced}
+    local.spec.update = update.spec
+    local.spec.bucket = (bucket[0], bucket[1] // 4)
+    return [local, update]
+
+
+def _describe(graph: Graph, built: llvm_step.BuiltStep, kind: str, batch: int, symbol: str,
+              result: str | None = None) -> StepModuleText:
     mem, step = built.mem, built.step
     classes = dict(built.labels).get("y", 0) if kind == "train" else 0
     names = [i.name for i in graph.inputs]
@@ -38,7 +70,7 @@ def build_step(graph: Graph, kind: str, batch: int, symbol: str, target: Target)
         slot = mem.slots[value]  # type: ignore[index]
         return Loc(arg[slot.external], 0) if slot.external is not None else Loc(0, slot.offset)
 
-    result_name = "loss" if kind == "train" else "logits"
+    result_name = result or ("loss" if kind in ("train", "update") else "logits")
     out: Loc | None = None
     for o in graph.outputs:
         if o.name == result_name:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from codegen.aot.abi import ABI_VERSION
@@ -50,6 +50,14 @@ class StepSpec:
     out: Loc                        # the loss (train) or logits (predict)
     label_classes: int = 0          # > 0: y holds class labels checked against [0, classes)
     threads: int = 1
+    arena_at: int = 0               # where this step's arena starts in the state's scratch memory
+    arena_inputs: dict[str, int] = field(default_factory=dict)  # input -> byte offset in the scratch memory
+    update: "StepSpec | None" = None  # the allreduce hook splits a train step: this runs after the hook
+    bucket: tuple[int, int] = (0, 0)  # (byte offset, f32 count) the hook reduces: partial values, row count last
+
+    @property
+    def all_steps(self) -> list["StepSpec"]:
+        return [self] + ([self.update] if self.update is not None else [])
 
 
 @dataclass
@@ -60,9 +68,11 @@ class TargetSpec:
     lanes: int
     threads: int
     ftz: bool
+    precision: str = "fp32"  # matmul precision (mlpc.precision): bf16 libraries say so in their target string
 
     def summary(self) -> str:
-        return f"{self.triple} cpu={self.cpu} lanes={self.lanes} threads={self.threads} ftz={int(self.ftz)}"
+        prec = f" precision={self.precision}" if self.precision != "fp32" else ""
+        return f"{self.triple} cpu={self.cpu} lanes={self.lanes} threads={self.threads} ftz={int(self.ftz)}{prec}"
 
 
 @dataclass
@@ -84,6 +94,7 @@ class LibrarySpec:
     optimizer_spec: Any = None
     mlpc_version: str = ""
     abi_version: int = ABI_VERSION
+    allreduce_hook: bool = False    # train steps call NAME_set_allreduce's function between backward and update
 
     @property
     def train_steps(self) -> list[StepSpec]:
@@ -95,7 +106,12 @@ class LibrarySpec:
 
     @property
     def arena_bytes(self) -> int:
-        return max(s.arena for s in self.steps)
+        return max(t.arena_at + t.arena for s in self.steps for t in s.all_steps)
+
+    @property
+    def symbols(self) -> list["StepSpec"]:
+        """Every compiled step function, the update halves of split train steps included."""
+        return [t for s in self.steps for t in s.all_steps]
 
     def buffer_index(self, name: str) -> int:
         return [b.name for b in self.buffers].index(name)
@@ -119,6 +135,7 @@ class LibrarySpec:
                         for b in self.buffers],
             "model": self.model_spec,
             "optimizer": self.optimizer_spec,
+            "allreduce_hook": self.allreduce_hook,
         }
 
     def manifest_json(self) -> str:

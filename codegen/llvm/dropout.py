@@ -44,13 +44,32 @@ def emit_dropout_mask(c, op: Op) -> None:  # c: codegen.llvm.kernels.KCtx
             return dropped
         return b.select(b.icmp_unsigned(">=", word, ir.Constant(I32, thr)), kept, dropped)
 
-    def group(g: ir.Value, count: int) -> None:
+    def group(g: ir.Value, count: int, start: ir.Value | None = None) -> None:
         words = philox(b, [b.trunc(g, I32), t, ir.Constant(I32, stream), ir.Constant(I32, 0)], k0, k1)
-        base = b.mul(g, i64(4))
+        base = b.mul(g, i64(4)) if start is None else b.sub(b.mul(g, i64(4)), start)
         for j in range(count):
             store_elem(b, DType.f32, value(words[j]), out, b.add(base, i64(j)))
 
-    with loop(b, 0, size // 4, name="dm") as g:
-        group(g, 4)
-    if size % 4:
-        group(i64(size // 4), size % 4)
+    if len(op.operands) == 1:
+        with loop(b, 0, size // 4, name="dm") as g:
+            group(g, 4)
+        if size % 4:
+            group(i64(size // 4), size % 4)
+        return
+    # rows row0.. of a larger batch: positions [start, start + size), start = row0 * cols at run time
+    row0 = b.sext(load_elem(b, DType.i32, c.ptr(op.operands[1]), i64(0)), I64)
+    start = b.mul(row0, i64(op.result.type.shape[1]))
+
+    def edge(g: ir.Value) -> None:  # a group only partly inside: store the words that fall in [0, size)
+        words = philox(b, [b.trunc(g, I32), t, ir.Constant(I32, stream), ir.Constant(I32, 0)], k0, k1)
+        base = b.sub(b.mul(g, i64(4)), start)
+        for j in range(4):
+            e = b.add(base, i64(j))
+            inside = b.and_(b.icmp_signed(">=", e, i64(0)), b.icmp_signed("<", e, i64(size)))
+            with b.if_then(inside):
+                store_elem(b, DType.f32, value(words[j]), out, e)
+
+    edge(b.lshr(start, i64(2)))
+    with loop(b, b.lshr(b.add(start, i64(3)), i64(2)), b.lshr(b.add(start, i64(size)), i64(2)), name="dm") as g:
+        group(g, 4, start)
+    edge(b.lshr(b.add(start, i64(size - 1)), i64(2)))

@@ -32,6 +32,7 @@ class GemmShape:
     ta: bool
     tb: bool
     lanes: int
+    bf16: bool = False  # bf16 operands (codegen/llvm/gemm_bf16.py): both always packed, into k-pairs
 
     @property
     def nv(self) -> int:
@@ -44,7 +45,9 @@ class GemmShape:
 
     @property
     def mr(self) -> int:
-        return max(1, min(self.m, ACC_REGS[self.lanes] // self.nv))
+        # bf16 on 16 lanes: 20 accumulators (VDPBF16PS takes no folded broadcast; 24 spilled in the k loop)
+        regs = ACC_REGS[self.lanes] - (4 if self.bf16 and self.lanes == 16 else 0)
+        return max(1, min(self.m, regs // self.nv))
 
     @property
     def nr(self) -> int:
@@ -66,7 +69,7 @@ class GemmShape:
     def dot(self) -> bool:
         """A @ B^T with few rows: dot products along K (both operands contiguous in K) beat
         transposing all of B into panels, whose cost is only amortized over M rows."""
-        return self.tb and not self.ta and self.m <= 32 and self.k >= 2 * self.lanes
+        return self.tb and not self.ta and self.m <= 32 and self.k >= 2 * self.lanes and not self.bf16
 
     @property
     def dot_block(self) -> tuple[int, int]:
@@ -76,30 +79,42 @@ class GemmShape:
     def pack_b(self) -> bool:
         """Pack op(B)'s column panel contiguously: always when transposed; otherwise when the panel
         is re-read by enough row tiles to pay for the copy (long strided rows thrash L1/L2 sets)."""
-        return self.tb or (self.m >= 4 * self.mr and self.k * self.n >= 32768)
+        return self.bf16 or self.tb or (self.m >= 4 * self.mr and self.k * self.n >= 32768)
 
     @property
     def pack_a(self) -> bool:
         """A transposed ([K, M]) and large: pack op(A) into [row tile][K][MR] so the microkernel
         streams it (otherwise each tile walks K cache lines at stride M and reuses little of each)."""
-        return self.ta and not self.dot and self.m >= 4 * self.mr and self.k >= 64
+        return self.bf16 or (self.ta and not self.dot and self.m >= 4 * self.mr and self.k >= 64)
 
     @property
     def a_panel(self) -> int:
+        """Elements of packed op(A) per thread (bf16: M x ceil(K/2) i32 pairs)."""
+        if self.bf16:
+            k2 = -(-self.k // 2)
+            return k2 * padded_stride(self.m) if self.ta else self.m * padded_stride(k2)
         return self.row_tiles * self.mr * self.k
 
     def scratch_bytes(self, threads: int) -> int:
+        if self.bf16:
+            return threads * 4 * (-(-self.k // 2) * self.nr + self.a_panel)
         b = self.k * self.nr * 4 if self.pack_b and not self.dot else 0
         a = self.a_panel * 4 if self.pack_a else 0
         return threads * (b + a)
 
 
-def gemm_shape(op: Op, lanes: int) -> GemmShape:
+def padded_stride(n: int) -> int:
+    """A packed panel's row stride for rows of n elements: padded off multiples of 16 (64 bytes) so the rows a
+    microkernel streams together do not share L1 sets (bf16 K = 1024 ran 1.4x slower than K = 784 unpadded)."""
+    return n + 16 if n % 16 == 0 else n
+
+
+def gemm_shape(op: Op, lanes: int, bf16: bool = False) -> GemmShape:
     a, b = op.operands
     ta, tb = bool(op.attrs["transpose_a"]), bool(op.attrs["transpose_b"])
     m, k = (a.shape[1], a.shape[0]) if ta else a.shape
     n = b.shape[0] if tb else b.shape[1]
-    return GemmShape(m, n, k, ta, tb, lanes)
+    return GemmShape(m, n, k, ta, tb, lanes, bf16)
 
 
 PACK_COST = 32  # flop-equivalents per packed element (a scalar copy vs. 2 x 16-lane FMAs per cycle)
@@ -136,7 +151,7 @@ class GemmEmitter:
 
     def __init__(self, b: ir.IRBuilder, ops: list[Op], colsums: list[Op], outputs: list[Value],
                  ptr, consts: dict[Value, float], lanes: int, tid: ir.Value, nt: int,
-                 scratch: ir.Value | None, split: str) -> None:
+                 scratch: ir.Value | None, split: str, bf16: bool = False) -> None:
         self.b = b
         self.mm = ops[0]
         self.epi = [o for o in ops[1:] if o not in colsums]
@@ -144,7 +159,7 @@ class GemmEmitter:
         self.outputs = set(outputs)
         self.ptr = ptr
         self.consts = consts
-        self.s = gemm_shape(self.mm, lanes)
+        self.s = gemm_shape(self.mm, lanes, bf16)
         self.w = lanes
         self.vty = ir.VectorType(F32, lanes)
         self.tid = tid

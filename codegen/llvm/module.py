@@ -16,7 +16,8 @@ from llvmlite import ir
 from codegen.llvm import PROFILE, linalg, threads
 from codegen.llvm import kernels as K
 from codegen.llvm.dropout import emit_dropout_mask
-from codegen.llvm.gemm import GemmEmitter, gemm_shape, split_axis
+from codegen.llvm.gemm import gemm_shape, split_axis
+from codegen.llvm.gemm_bf16 import gemm_emitter
 from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
@@ -64,7 +65,7 @@ def kernel_threading(plan: FusionPlan, k: Kernel, target: Target, small_step: bo
     ops = [plan.graph.ops[i] for i in k.ops]
     nt = 1 if small_step else target.threads
     if k.kind == "gemm":
-        axis = split_axis(gemm_shape(ops[0], target.lanes), nt, bool(k.colsums))
+        axis = split_axis(gemm_shape(ops[0], target.lanes, target.precision == "bf16"), nt, bool(k.colsums))
         return axis != "none", axis
     if k.kind == "elementwise":
         return K.elementwise_threaded(ops, nt), ""
@@ -79,7 +80,7 @@ def scratch_needs(plan: FusionPlan, target: Target) -> dict[int, int]:
         if k.kind == "solve":
             out[k.index] = linalg.solve_scratch_bytes(plan.graph.ops[k.ops[0]])
         if k.kind == "gemm":
-            s = gemm_shape(plan.graph.ops[k.ops[0]], target.lanes)
+            s = gemm_shape(plan.graph.ops[k.ops[0]], target.lanes, target.precision == "bf16")
             out[k.index] = s.scratch_bytes(target.threads)
     return out
 
@@ -175,12 +176,16 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
             dirty_any = dirty_multi = False
         call_args = [key_ptr(key) for key in keys] + [tid]
         t_start = b.call(cycles, []) if prof is not None else None
+        if prof is not None and barrier_fn is not None:  # profiling: the timed span holds all threads' work
+            b.call(barrier_fn, [bar, i64(nt)])
         if threaded or nt == 1:
             b.call(fn, call_args)
         else:
             with b.if_then(is_t0):
                 b.call(fn, call_args)
         if prof is not None and t_start is not None:
+            if barrier_fn is not None:
+                b.call(barrier_fn, [bar, i64(nt)])
             with b.if_then(is_t0):
                 slot = b.gep(prof, [i64(0), i64(k.index)], inbounds=True)
                 b.store(b.add(b.load(slot), b.sub(b.call(cycles, []), t_start)), slot)
@@ -204,12 +209,13 @@ def build_module(plan: FusionPlan, mem: MemoryPlan, target: Target, name: str = 
 
 def _emit_kernel(c: K.KCtx, k: Kernel, ops: list, axis: str, target: Target) -> str:
     if k.kind == "gemm":
-        s = gemm_shape(ops[0], target.lanes)
-        GemmEmitter(c.b, ops, k.colsums, k.outputs, c.ptr, c.consts, target.lanes, c.tid, c.nt, c.scratch,
-                    axis).emit()
+        s = gemm_shape(ops[0], target.lanes, target.precision == "bf16")
+        gemm_emitter(target, c.b, ops, k.colsums, k.outputs, c.ptr, c.consts, target.lanes, c.tid, c.nt, c.scratch,
+                     axis).emit()
         epi = [o.name for o in ops[1:] if o not in k.colsums]
         return (f"gemm M={s.m} N={s.n} K={s.k} ta={int(s.ta)} tb={int(s.tb)} tile={s.mr}x{s.nr} "
-                f"split={axis} epilogue=[{' '.join(epi)}] colsums={len(k.colsums)}")
+                f"split={axis} epilogue=[{' '.join(epi)}] colsums={len(k.colsums)}"
+                + (f" bf16={'dpbf16ps' if target.bf16_native else 'fma'}" if s.bf16 else ""))
     if k.kind == "elementwise":
         K.emit_elementwise(c, ops, k.outputs)
         return f"elementwise x{len(ops)} {ops[-1].results[0].type}"

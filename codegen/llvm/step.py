@@ -3,7 +3,7 @@ label checks and the LLVM module of one step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from codegen.llvm import PROFILE
@@ -58,7 +58,8 @@ def build_step(graph: Graph, target: Target, who: str, profile: bool = PROFILE) 
     from passes.memory import plan_memory
 
     check_dtypes(graph, who)
-    plan = fuse(graph, POLICY)
+    # bf16: every matmul is a gemm kernel (a rank-K weight gradient recomputed in the optimizer would be fp32)
+    plan = fuse(graph, replace(POLICY, rank_k_max=0) if target.precision == "bf16" else POLICY)
     mem = plan_memory(plan, scratch_needs(plan, target), MEMORY)
     labels = label_checks(graph)
     step = build_module(plan, mem, target, labels=labels or None, profile=profile)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import llvmlite.binding as llvm
@@ -20,7 +20,8 @@ def init_llvm() -> None:
 @dataclass(frozen=True)
 class Target:
     """What code is generated for: `lanes` f32 lanes per vector register (16 AVX-512, 8 AVX2, 4 SSE,
-    1 for the scalar fallback), `threads` worker threads for large kernels, flush-to-zero on or off."""
+    1 for the scalar fallback), `threads` worker threads for large kernels, flush-to-zero on or off,
+    and the matmul `precision` ("fp32", or "bf16": bf16 operands, fp32 accumulation; mlpc.precision)."""
 
     triple: str
     cpu: str
@@ -28,6 +29,12 @@ class Target:
     lanes: int
     threads: int
     ftz: bool = True
+    precision: str = "fp32"
+
+    @property
+    def bf16_native(self) -> bool:
+        """bf16 dot products in hardware (AVX512-BF16's VDPBF16PS on 16-lane kernels); else widened FMAs."""
+        return self.lanes == 16 and "+avx512bf16" in self.features.split(",")
 
     @property
     def is_x86(self) -> bool:
@@ -35,7 +42,7 @@ class Target:
 
     @property
     def key(self) -> str:
-        return f"{self.triple}|{self.cpu}|{self.features}|{self.lanes}|{self.threads}|{self.ftz}"
+        return f"{self.triple}|{self.cpu}|{self.features}|{self.lanes}|{self.threads}|{self.ftz}|{self.precision}"
 
     def machine(self) -> llvm.TargetMachine:
         """A fresh target machine (MCJIT takes ownership of the one it is given)."""
@@ -86,13 +93,34 @@ def host_threads() -> int:
     return 1 if busy else cpus
 
 
+def without_features(features: str, names: list[str] | tuple[str, ...]) -> str:
+    """An LLVM feature string with each of `names` (e.g. "avx512bf16") switched off."""
+    off = {n.strip().lstrip("+-") for n in names if n.strip()}
+    kept = [f for f in features.split(",") if f and f.lstrip("+-") not in off]
+    return ",".join(kept + [f"-{n}" for n in sorted(off)])
+
+
 @cache
-def host_target(threads: int | None = None) -> Target:
-    """The machine we run on, from LLVM's host CPU name and feature list."""
+def _host_target(threads: int | None, disabled: str) -> Target:
     init_llvm()
     features = llvm.get_host_cpu_features().flatten()
+    if disabled.strip():
+        features = without_features(features, disabled.split(","))
     return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(), features, lanes_for(features),
                   threads if threads is not None else host_threads())
+
+
+def host_target(threads: int | None = None) -> Target:
+    """The machine we run on, from LLVM's host CPU name and feature list, less the features named in
+    MLPC_DISABLE_CPU_FEATURES (comma-separated LLVM names, e.g. `avx512bf16` to test the bf16 fallback)."""
+    return _host_target(threads, os.environ.get("MLPC_DISABLE_CPU_FEATURES", ""))
+
+
+host_target.cache_clear = _host_target.cache_clear  # type: ignore[attr-defined]
+
+
+def with_precision(target: Target, precision: str) -> Target:
+    return target if target.precision == precision else replace(target, precision=precision)
 
 
 def generic_target(lanes: int = 1, threads: int = 1) -> Target:

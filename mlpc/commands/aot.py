@@ -44,6 +44,9 @@ def register(sub: Any) -> None:
                    help="rows per predict call (default: batch size)")
     p.add_argument("--keep-sources", action="store_true",
                    help="keep the generated C, assembly, LLVM IR and object files")
+    p.add_argument("--allreduce-hook", action="store_true",
+                   help="split each training step so NAME_set_allreduce's function can sum the gradients over "
+                        "the ranks of your own MPI job before the update (docs/distributed.md)")
     p.set_defaults(func=run)
 
 
@@ -63,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
         name = f"model_{name}"
     result = export(trainer, args.output, name, inference=args.inference, generic=args.generic, cpu=args.cpu,
                     features=args.features, threads=args.threads, train_batches=args.train_batch,
-                    predict_batch=args.predict_batch, keep_sources=args.keep_sources)
+                    predict_batch=args.predict_batch, keep_sources=args.keep_sources,
+                    allreduce_hook=args.allreduce_hook)
     spec = result.spec
     what = "inference only" if spec.inference_only else \
-        f"training batches {', '.join(str(s.batch) for s in spec.train_steps)}"
+        f"training batches {', '.join(str(s.batch) for s in spec.train_steps)}" + \
+        (" with the allreduce hook" if spec.allreduce_hook else "")
     print(f"exported {name} in {result.seconds:.2f} s: {what}, predict batch {spec.predict_step.batch}")
     print(f"  target   {spec.target.summary()}")
     print(f"  ir hash  {spec.ir_hash}")

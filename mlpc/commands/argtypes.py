@@ -103,6 +103,17 @@ def optimizer_name(text: str) -> str:
 TRITON_BACKENDS = ("triton", "triton-bf16", "triton-ieee")
 
 
+def precision_name(text: str) -> str:
+    """fp32, tf32 or bf16 (ieee: fp32); whether the backend offers it is checked when compiling."""
+    from mlpc.errors import MlpcError
+    from mlpc.precision import canonical
+
+    try:
+        return canonical(text)
+    except MlpcError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def backend_name(text: str) -> str:
     """A registered backend; a Triton backend without Triton installed names the extra that adds it."""
     from runtime.backend import available_backends

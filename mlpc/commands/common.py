@@ -22,6 +22,9 @@ def add_model_args(p: argparse.ArgumentParser, default_backend: str | None = Non
     p.add_argument("--lr", type=argtypes.learning_rate, default=None, help="learning rate, a finite number > 0")
     p.add_argument("--backend", type=argtypes.backend_name, default=default_backend,
                    help="numpy, llvm or triton (triton needs the gpu extra: pip install 'mlpc[gpu]')")
+    p.add_argument("--precision", type=argtypes.precision_name, default=None,
+                   help="matmul precision: fp32, bf16 (bf16 operands, fp32 accumulation and weights) or tf32 "
+                        "(triton only); default: the backend's (fp32 on the CPU)")
     p.add_argument("--seed", type=argtypes.seed, default=0,
                    help=f"initialization and shuffling seed, in [0, {argtypes.SEED_MAX}]")
 
@@ -100,7 +103,7 @@ def compile_from_args(args: argparse.Namespace, mf: ModelFile | None = None, **e
     try:
         return mlpc.compile(mf.model, mf.loss or nn.CrossEntropyLoss(), opt, batch_size=batch,
                             backend=args.backend or default_backend(), seed=args.seed, in_features=mf.in_features,
-                            **extra)
+                            precision=getattr(args, "precision", None), **extra)
     except MemoryError:
         raise mlpc.MlpcError(f"out of memory compiling for batch size {batch} ({source}); "
                              "try a smaller --batch-size") from None

@@ -122,7 +122,8 @@ def _run(args: argparse.Namespace, comm: Any) -> int:
     trainer = compile_from_args(args, mf, nan_guard=args.nan_guard,
                                 **({"distributed": comm.comm} if comm is not None else {}))
     where_ranks = f", {comm.size} ranks" if comm is not None else ""
-    say(f"compiled for backend {trainer.backend_name} in {time.perf_counter() - start:.2f} s "
+    prec = f", {trainer.precision}" if trainer.precision != "fp32" else ""
+    say(f"compiled for backend {trainer.backend_name}{prec} in {time.perf_counter() - start:.2f} s "
         f"(batch {trainer.batch_size}{where_ranks}, {trainer.optimizer.pipeline_text()}, lr {trainer.lr:g})")
     fit_targets(trainer, data)
     n = len(data.x_train)

@@ -88,6 +88,7 @@ class Inspection:
         self._timed: KernelPlan | None = None
         self.time_source = ""
         self._predict_graph: Graph | None = None
+        self._machine: Machine | None = None
 
     # --- stages -------------------------------------------------------------------------
     def stages(self) -> list[str]:
@@ -167,6 +168,15 @@ class Inspection:
         except (AttributeError, KeyError):
             return None
 
+    def step_samples(self) -> list[float]:
+        """Seconds of each timed step (after warm-up; see profile.step_samples), [] without a compiled step."""
+        from .profile import step_samples
+
+        compiled = self._compiled_step()
+        if compiled is None:
+            return []
+        return step_samples(compiled, self.graph("simplified"), self.trainer.backend.to_device, self.repeats)
+
     def step_seconds(self) -> float:
         """Median seconds of one real training step on this backend (0.0 when there is no compiled step);
         the trainer's weights are untouched."""
@@ -181,9 +191,22 @@ class Inspection:
         return lifetimes(self.kernel_plan())
 
     def machine(self, refresh: bool = False) -> Machine:
-        from .roofline import machine
+        """The roofline for this trainer's step: its thread count and precision (measured once per host)."""
+        from .roofline import machine, step_threads
 
-        return machine(refresh)
+        precision = str(getattr(self.trainer, "precision", "fp32"))
+        if self._machine is None or refresh:
+            self._machine = machine(refresh, step_threads(self._compiled_step()), precision, spot_check=True)
+        return self._machine
+
+    def roofline_table(self) -> str:
+        """Every timed kernel's fraction of the compute peak, of the bandwidth ceiling and of the roof (text)."""
+        from .roofline import kernel_table
+
+        kernels = self.kernels()
+        m = self.machine()
+        return (f"kernel times: {self.time_source}\nceilings: {m.how}\n"
+                + kernel_table(m, kernels))
 
     def stats(self) -> Stats:
         from mlpc.cost import op_flops

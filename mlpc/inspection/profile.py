@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from mlpc.cost import Cost
 from mlpc.interpreter import Interpreter
 from mlpc.ir import Graph, Op
 
 from .kernels import KernelPlan
+
+NUMPY_VIEWS = frozenset({"reshape", "transpose", "broadcast_to"})  # ops the interpreter runs as views
 
 
 def sample_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -89,28 +92,43 @@ def attach_times(kp: KernelPlan, repeats: int = 5, compiled: Any = None, to_devi
                 k.seconds = times.get(k.name)
             return f"measured per kernel by the {backend_name} backend's profiler (median of {repeats})"
     per_op = interpreter_op_times(kp.graph, repeats)
+    views = 0
     for k in kp.kernels:
         k.seconds = sum(per_op.get(i, 0.0) for i in k.ops)
+        if k.op_names and all(name in NUMPY_VIEWS for name in k.op_names):
+            k.cost = Cost(k.cost.flops, 0)  # the interpreter returns a view: these bytes never move
+            views += 1
     what = "summed over each kernel's ops" if kp.fused else "per op"
     note = ""
     if compiled is not None and backend_name not in ("", "numpy"):
         note = f"; the {backend_name} backend offers no per-kernel profile(), so these are not its kernels' times"
+    if views:
+        note += f"; {views} kernel(s) of only {'/'.join(sorted(NUMPY_VIEWS))} are NumPy views that move no bytes"
     return f"NumPy interpreter, {what} (median of {repeats} runs){note}"
 
 
-def step_time(compiled: Any, graph: Graph, to_device: Any, repeats: int = 5) -> float:
-    """Median seconds of one whole compiled step on sample inputs (the trainer's state is not touched)."""
+STEP_WARMUP = 3   # untimed steps first: page faults, the worker pool's start, caches
+STEP_REPEATS = 21  # at least this many timed steps (the median and its spread are reported)
+
+
+def step_samples(compiled: Any, graph: Graph, to_device: Any, repeats: int = 5) -> list[float]:
+    """Seconds of max(repeats, STEP_REPEATS) whole compiled steps after STEP_WARMUP untimed ones, on sample
+    inputs and one private copy of the state (the trainer's own state is not touched)."""
     inputs = sample_inputs(graph)
     data = {i.name: inputs[i.name] for i in graph.inputs if i.role == "data"}
-    base = {i.name: inputs[i.name] for i in graph.inputs if i.role != "data"}
+    state = {i.name: to_device(inputs[i.name]) for i in graph.inputs if i.role != "data"}
     samples = []
-    for r in range(max(repeats, 1) + 1):
-        state = {k: to_device(v) for k, v in base.items()}
+    for r in range(STEP_WARMUP + max(repeats, STEP_REPEATS)):
         start = time.perf_counter()
         out = compiled.run(state, data)
         for v in out.values():
             np.asarray(v)
-        if r:
+        if r >= STEP_WARMUP:
             samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return samples
+
+
+def step_time(compiled: Any, graph: Graph, to_device: Any, repeats: int = 5) -> float:
+    """Median seconds of one whole compiled step (see step_samples)."""
+    return statistics.median(step_samples(compiled, graph, to_device, repeats))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import statistics
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -74,7 +75,7 @@ def build_report(view: Inspection) -> str:
     stats = view.stats()
     kernels = view.kernels()
     m = view.machine()
-    step = view.step_seconds()
+    step = view.step_samples()
     lt = view.memory()
     stages = view.stages()
     title = f"mlpc report: @{view.graph('simplified').name}, batch {tr.batch_size}, backend {tr.backend_name}"
@@ -91,7 +92,10 @@ def build_report(view: Inspection) -> str:
     parts.append(_kernel_section(kernels, m, view.time_source))
     parts.append('<section id="roofline"><h2>Roofline</h2>'
                  f'<p class="note">Ceilings of this machine: {escape(m.how)}. Peak '
-                 f'{escape(format_rate(m.peak_flops, "FLOP/s"))}, bandwidth {escape(format_rate(m.bandwidth, "B/s"))}, '
+                 f'{escape(format_rate(m.peak_flops, "FLOP/s"))}, DRAM bandwidth '
+                 f'{escape(format_rate(m.bandwidth, "B/s"))} '
+                 '(dashed: the bandwidth of smaller working sets, which cache-resident kernels are measured '
+                 f'against), '
                  f'ridge at {m.ridge:.3g} FLOP/byte. Kernel times: {escape(view.time_source)}. Kernels that do '
                  f'no floating-point work are not plotted.</p>{roofline_svg(m, kernels)}</section>')
     parts.append(_memory_section(lt))
@@ -106,12 +110,16 @@ def _pipeline(tr: object) -> str:
     return str(pipe()) if callable(pipe) else "?"
 
 
-def _summary(stat_rows: list[tuple[str, str]], m: Machine, step: float, kernels: list[KernelInfo]) -> str:
+def _summary(stat_rows: list[tuple[str, str]], m: Machine, samples: list[float], kernels: list[KernelInfo]) -> str:
     rows = list(stat_rows)
     flops = sum(k.cost.flops for k in kernels)
-    if step > 0:
-        rows.append(("measured step time", f"{step * 1e3:.3f} ms ({format_rate(flops / step, 'FLOP/s')} achieved, "
-                                           f"{100 * flops / step / m.peak_flops:.1f}% of peak)"))
+    if samples:
+        step, lo, hi = statistics.median(samples), min(samples), max(samples)
+        rows.append(("measured step time", f"{step * 1e3:.3f} ms median of {len(samples)} steps after warm-up "
+                                           f"[{lo * 1e3:.3f}-{hi * 1e3:.3f} ms] ({format_rate(flops / step, 'FLOP/s')}"
+                                           f" achieved, {100 * flops / step / m.peak_flops:.1f}% of peak)"))
+        rows.append(("machine peaks", f"{format_rate(m.peak_flops, 'FLOP/s')} {m.precision} FMA, "
+                                      f"{format_rate(m.bandwidth, 'B/s')} DRAM, {m.threads} thread(s)"))
     else:
         rows.append(("measured step time", "not measured: the trainer has no compiled step to run"))
     body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows)
@@ -171,17 +179,14 @@ def _cut(text: str) -> str:
 
 def _kernel_section(kernels: list[KernelInfo], m: Machine, time_source: str) -> str:
     head = ["#", "kernel", "ops", "FLOPs", "bytes", "FLOP/byte", "time (µs)", "achieved", "roof at this AI",
-            "% of roof", "bound"]
+            "% of peak", "% of bandwidth", "% of roof", "bound"]
     rows = []
     for n, k in enumerate(kernels):
         ai = k.cost.intensity
-        roof = m.attainable(ai) if ai > 0 else 0.0
+        roof = m.attainable(ai, k.cost.bytes) if ai > 0 else 0.0
         got = k.achieved_flops
-        pct = 100 * got / roof if got and roof else None
-        if k.cost.flops == 0:
-            bound = "memory"  # pure data movement
-        else:
-            bound = "compute" if ai >= m.ridge else "memory"
+        f = m.fractions(k)
+        bound = f.bound if f is not None else "memory"
         timed = k.seconds is not None
         secs = k.seconds or 0.0
         cells = [
@@ -190,7 +195,9 @@ def _kernel_section(kernels: list[KernelInfo], m: Machine, time_source: str) -> 
             (f"{ai:.3g}", ai, ""), (f"{secs * 1e6:.1f}" if timed else "—", secs * 1e6 if timed else -1, ""),
             (format_rate(got, "FLOP/s") if got else "—", got or 0, ""),
             (format_rate(roof, "FLOP/s") if roof else "—", roof, ""),
-            (f"{pct:.1f}%" if pct is not None else "—", pct or 0, ""), (bound, None, bound),
+            *[(f"{100 * v:.1f}%", 100 * v, "") if f is not None else ("—", 0, "")
+              for v in ((f.compute, f.memory, f.roof) if f is not None else (0.0, 0.0, 0.0))],
+            (bound, None, bound),
         ]
         tds = "".join(f'<td class="{c}"' + (f' data-v="{v}"' if v is not None else "") + f">{escape(t)}</td>"
                       for t, v, c in cells)
@@ -201,7 +208,9 @@ def _kernel_section(kernels: list[KernelInfo], m: Machine, time_source: str) -> 
     total = sum(k.seconds or 0 for k in kernels)
     return (f'<section id="kernels"><h2>Kernels ({len(kernels)})</h2><p class="note">Times: {escape(time_source)};'
             f" total {total * 1e3:.3f} ms. FLOPs and bytes come from mlpc.cost (bytes: values crossing the kernel's "
-            'boundary). Click a column to sort.</p>'
+            "boundary). % of peak: achieved FLOP/s over the measured FMA peak; % of bandwidth: bytes/s over the "
+            "measured bandwidth for a working set of the kernel's bytes; % of roof: the larger of the two (achieved "
+            'over min(peak, FLOP/byte x bandwidth)); none can exceed 100%. Click a column to sort.</p>'
             f'<table class="kernels" id="kernel-table"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}'
             f'</tbody></table><h3>Kernel source</h3>{sources}</section>')
 

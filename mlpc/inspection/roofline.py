@@ -1,103 +1,110 @@
-"""This machine's roofline: peak FLOP/s (NumPy sgemm) and memory bandwidth (large copy), measured once and cached."""
+"""This machine's roofline: the compute and bandwidth ceilings from runtime/machine_peaks.py (mlpc's own LLVM
+kernels, cached per host) and every kernel's fraction of them."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from html import escape
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .kernels import KernelInfo
 
-CACHE_FILE = "roofline.json"
+if TYPE_CHECKING:
+    from runtime.machine_peaks import Peaks
+
+
+@dataclass(frozen=True)
+class Fractions:
+    """A kernel's achieved rates as fractions of its ceilings: `compute` of the FLOP/s peak, `memory` of the
+    bandwidth ceiling for its bytes, `roof` of min(peak, intensity x bandwidth) (= the larger of the two)."""
+
+    compute: float
+    memory: float
+
+    @property
+    def roof(self) -> float:
+        return max(self.compute, self.memory)
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute >= self.memory else "memory"
 
 
 @dataclass(frozen=True)
 class Machine:
-    """Measured ceilings: `peak_flops` in FLOP/s, `bandwidth` in bytes/s."""
+    """The ceilings for a step on `threads` threads at `precision` (see runtime/machine_peaks.py)."""
 
-    peak_flops: float
-    bandwidth: float
-    how: str
-    fingerprint: str
+    peaks: Peaks
+    threads: int
+    precision: str = "fp32"
+
+    @property
+    def peak_flops(self) -> float:
+        return self.peaks.compute_peak(self.threads, self.precision)
+
+    @property
+    def bandwidth(self) -> float:
+        """The DRAM bandwidth ceiling (bytes/s) of `threads` threads: the roofline's slanted roof."""
+        return self.peaks.dram_bandwidth(self.threads)
+
+    @property
+    def how(self) -> str:
+        return f"{self.peaks.how}; {self.threads} thread(s), {self.precision}"
 
     @property
     def ridge(self) -> float:
-        """Arithmetic intensity (FLOP/byte) where the memory roof meets the compute roof."""
+        """Arithmetic intensity (FLOP/byte) where the DRAM roof meets the compute roof."""
         return self.peak_flops / self.bandwidth
 
-    def attainable(self, intensity: float) -> float:
-        return min(self.peak_flops, self.bandwidth * intensity)
+    def attainable(self, intensity: float, nbytes: float | None = None) -> float:
+        """min(peak, intensity x bandwidth), the bandwidth for `nbytes` moved (DRAM when not given)."""
+        bw = self.bandwidth if nbytes is None else self.peaks.bandwidth(nbytes, self.threads)
+        return min(self.peak_flops, bw * intensity)
+
+    def fractions(self, k: KernelInfo) -> Fractions | None:
+        """The kernel's fractions of its ceilings, None when it was not timed or does nothing."""
+        if k.seconds is None or k.seconds <= 0 or (k.cost.flops <= 0 and k.cost.bytes <= 0):
+            return None
+        compute = k.cost.flops / k.seconds / self.peak_flops
+        memory = k.cost.bytes / k.seconds / self.peaks.bandwidth(k.cost.bytes, self.threads)
+        return Fractions(compute, memory)
 
 
-def cache_dir() -> str:
-    """MLPC_CACHE_DIR, else $XDG_CACHE_HOME/mlpc, else ~/.cache/mlpc."""
-    if os.environ.get("MLPC_CACHE_DIR"):
-        return os.environ["MLPC_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mlpc")
+def machine(refresh: bool = False, threads: int | None = None, precision: str = "fp32",
+            spot_check: bool = False) -> Machine:
+    """The roofline for `threads` threads (default: the llvm step's), measured once per host and cached
+    (`spot_check`: re-sample the FMA peak now, see runtime.machine_peaks.peaks)."""
+    from runtime.machine_peaks import peaks
+
+    p = peaks(threads, refresh, spot_check)
+    return Machine(p, p.threads, precision)
 
 
-def fingerprint() -> str:
-    """What the numbers depend on: host, CPU, core count, NumPy build."""
-    return "|".join([platform.node(), platform.machine(), platform.processor() or "?",
-                     str(os.cpu_count()), np.__version__])
-
-
-def measure(n: int = 1024, copy_mib: int = 128, repeats: int = 5) -> Machine:
-    """Best of `repeats`: an n^3 float32 matmul for FLOP/s, a copy of `copy_mib` MiB for bytes/s (read + write)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty((n, n), np.float32)
-    np.matmul(a, b, out=c)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.matmul(a, b, out=c)
-        best = min(best, time.perf_counter() - start)
-    peak = 2.0 * n ** 3 / best
-    src = np.ones(copy_mib * 2 ** 20 // 4, np.float32)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - start)
-    bandwidth = 2.0 * src.nbytes / best
-    how = f"float32 matmul {n}^3 (NumPy BLAS) and a {copy_mib} MiB copy, best of {repeats}"
-    return Machine(peak, bandwidth, how, fingerprint())
-
-
-def machine(refresh: bool = False) -> Machine:
-    """The cached roofline for this machine, measuring it (a second or two) the first time."""
-    path = os.path.join(cache_dir(), CACHE_FILE)
-    fp = fingerprint()
-    if not refresh:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            if data.get("fingerprint") == fp and data["peak_flops"] > 0 and data["bandwidth"] > 0:
-                return Machine(float(data["peak_flops"]), float(data["bandwidth"]), str(data["how"]), fp)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    m = measure()
+def step_threads(compiled: Any) -> int:
+    """Threads a compiled step runs on: the llvm step's own count, else every CPU this process may use
+    (NumPy's BLAS and other backends use them all)."""
+    meta = getattr(compiled, "meta", None)
+    if isinstance(meta, dict) and isinstance(meta.get("threads"), int):
+        return int(meta["threads"])
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(asdict(m), f, indent=1)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home still gets a roofline, just not a cached one
-    return m
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def kernel_table(m: Machine, kernels: Sequence[KernelInfo]) -> str:
+    """Text table: each timed kernel's time and its fractions of the compute peak, bandwidth and roof."""
+    lines = [f"{'kernel':<28} {'us':>9} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6} {'%bw':>6} {'%roof':>6}  bound"]
+    for k in kernels:
+        f = m.fractions(k)
+        if f is None or k.seconds is None:
+            continue
+        lines.append(f"{k.name[:28]:<28} {k.seconds * 1e6:9.2f} {k.cost.flops / k.seconds / 1e9:9.2f} "
+                     f"{k.cost.bytes / k.seconds / 1e9:8.2f} {100 * f.compute:6.1f} {100 * f.memory:6.1f} "
+                     f"{100 * f.roof:6.1f}  {f.bound}")
+    return "\n".join(lines) + "\n"
 
 
 def format_rate(x: float, unit: str) -> str:
@@ -146,6 +153,14 @@ def roofline_svg(m: Machine, kernels: Sequence[KernelInfo], width: int = 720, he
     out.append(f'<polyline class="roof" fill="none" stroke="#c0392b" stroke-width="2" points="'
                f'{sx(x0):.1f},{sy(m.bandwidth * x0):.1f} {sx(m.ridge):.1f},{sy(m.peak_flops):.1f} '
                f'{sx(x_hi):.1f},{sy(m.peak_flops):.1f}"/>')
+    for _above, rate, size in m.peaks.bandwidth_per_thread[:-1]:  # cache levels: dashed roofs above DRAM's
+        bw = rate * m.threads
+        xa, xb = max(x_lo, y_lo / bw), min(x_hi, m.peak_flops / bw)
+        if xb > xa:
+            out.append(f'<polyline class="cache-roof" fill="none" stroke="#e59866" stroke-dasharray="4 3" points="'
+                       f'{sx(xa):.1f},{sy(bw * xa):.1f} {sx(xb):.1f},{sy(bw * xb):.1f}">'
+                       f'<title>cache level (measured with '
+                       f'{size / 1024:.0f} KiB per thread): {escape(format_rate(bw, "B/s"))}</title></polyline>')
     out.append(f'<text x="{sx(x_hi) - 4:.1f}" y="{sy(m.peak_flops) - 6:.1f}" font-size="11" text-anchor="end" '
                f'fill="#c0392b">peak {escape(format_rate(m.peak_flops, "FLOP/s"))}</text>')
     out.append(f'<text x="{sx(x0) + 6:.1f}" y="{sy(m.bandwidth * x0) - 6:.1f}" font-size="11" fill="#c0392b">'

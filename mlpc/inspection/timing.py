@@ -40,12 +40,12 @@ def _backend_timings(trainer: Any, graph: Graph) -> list[StageTime]:
         stages = ", ".join(trainer.backend.stages) or "no stages of its own"
         return [StageTime(f"{name} lower", time.perf_counter() - start, stages)]
     from codegen.llvm.module import scratch_needs
-    from codegen.llvm.target import host_target
+    from codegen.llvm.target import host_target, with_precision
     from passes.fusion import fuse
     from passes.memory import plan_memory
     from runtime.llvm_backend import lower_graph
 
-    target = host_target()
+    target = with_precision(host_target(), getattr(trainer, "precision", "fp32"))
     t0 = time.perf_counter()
     plan = fuse(graph)
     t1 = time.perf_counter()

@@ -5,7 +5,11 @@ Philox4x32-10(counter = (e // 4, t, stream, 0), key = (seed & 0xffffffff, seed >
 Salmon et al. 2011 (Random123) and of triton.language.philox. It is kept when that word is >= floor(p 2^32)
 and then holds 1/(1-p) (rounded to float32), else 0. Everything before the comparison is integer
 arithmetic, so the NumPy reference, LLVM and Triton draw the same masks bit for bit, and a row's mask
-does not depend on how many rows the batch has."""
+does not depend on how many rows the batch has.
+
+An optional second operand `row0` (i32[]) shifts the positions to those of rows row0, row0 + 1, ... of a
+larger batch: a data-parallel rank holding rows [row0, row0 + rows) of the global batch draws exactly
+the rows one process would (passes/distribute.py adds it)."""
 
 from __future__ import annotations
 
@@ -51,26 +55,29 @@ def seed_key(seed: int) -> tuple[int, int]:
     return seed & MASK32, (seed >> 32) & MASK32
 
 
-def random_words(t: int, seed: int, stream: int, size: int) -> np.ndarray:
-    """The uint32 word of each of `size` flat positions for step t."""
-    groups = -(-size // 4)
-    g = np.arange(groups, dtype=np.uint64)
+def random_words(t: int, seed: int, stream: int, size: int, start: int = 0) -> np.ndarray:
+    """The uint32 word of each of the `size` flat positions from `start` on, for step t."""
+    first, end = start // 4, -(-(start + size) // 4)
+    g = np.arange(first, end, dtype=np.uint64)
     k0, k1 = seed_key(seed)
     words = philox4x32(g, np.full_like(g, int(t) & MASK32), np.full_like(g, stream & MASK32), np.zeros_like(g),
                        k0, k1)
-    return np.stack(words, axis=1).reshape(-1)[:size]
+    skip = start - 4 * first
+    return np.stack(words, axis=1).reshape(-1)[skip:skip + size]
 
 
-def _mask_ref(t, p, seed, stream, shape):
+def _mask_ref(t, *rest, p, seed, stream, shape):
     size = int(np.prod(shape, dtype=np.int64))
-    words = random_words(int(np.asarray(t)), seed, stream, size)
+    start = int(np.asarray(rest[0])) * int(shape[1]) if rest else 0
+    words = random_words(int(np.asarray(t)), seed, stream, size, start)
     keep = words.astype(np.uint64) >= np.uint64(threshold(p))
     return np.where(keep, np.float32(keep_scale(p)), np.float32(0.0)).reshape(shape)
 
 
 def _mask_infer(types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
-    if len(types) != 1 or types[0] != TensorType(DType.i32, ()):
-        raise ShapeError(f"dropout_mask takes the step count t (i32[]), got {[str(t) for t in types]}")
+    if len(types) not in (1, 2) or any(t != TensorType(DType.i32, ()) for t in types):
+        raise ShapeError(f"dropout_mask takes the step count t and optionally the first row's position row0 "
+                         f"(both i32[]), got {[str(t) for t in types]}")
     if not 0.0 <= attrs["p"] <= 1.0:
         raise ShapeError(f"dropout_mask: p must be in [0, 1], got {attrs['p']}")
     if not 0 <= attrs["seed"] < 1 << 64 or not 0 <= attrs["stream"] < 1 << 32:

@@ -56,6 +56,19 @@ def test_two_ranks_equal_one_process(backend: str, opt: str) -> None:
         assert row["steps"] == 20
         assert row["loss_rel"] <= TOLERANCE and row["param_rel"] <= TOLERANCE, row
         assert row["same_loss"] and row["accuracy"] == row["accuracy_ref"]
+        assert row["in_arena"] == (backend == "llvm")  # llvm: MPI reduces the gradients in the arena itself
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_dropout_masks_follow_the_global_row(backend: str, ranks: int) -> None:
+    # dropout 0.3 after two layers: each rank draws its rows' masks of the global batch, so training equals
+    # one process (a rank drawing from row 0 would differ at the first step, by far more than the bound);
+    # 3 ranks at global batch 7 shard 3/2/2 (offsets 0, 3, 5) and leave one rank empty in the last batch
+    rows = worker(ranks, "equal", backend, "adam", "7", "37", "2", "0.3")
+    for row in rows:
+        assert row["steps"] == 12
+        assert row["loss_rel"] <= TOLERANCE and row["param_rel"] <= TOLERANCE, row
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])

@@ -14,8 +14,10 @@ from mlpc.errors import MlpcError
 IN, OUT = 13, 5
 
 
-def model(hidden: int = 11) -> nn.Module:
-    return nn.Sequential(nn.Linear(IN, hidden), nn.Tanh(), nn.Linear(hidden, 9), nn.ReLU(), nn.Linear(9, OUT))
+def model(hidden: int = 11, dropout: float = 0.0) -> nn.Module:
+    drop = [nn.Dropout(dropout)] if dropout else []
+    return nn.Sequential(nn.Linear(IN, hidden), nn.Tanh(), *drop, nn.Linear(hidden, 9), nn.ReLU(), *drop,
+                         nn.Linear(9, OUT))
 
 
 def optimizer(name: str) -> optim.Optimizer:
@@ -31,13 +33,15 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a.astype(np.float64) - b) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
 
 
-def equal(backend: str, opt: str, batch: int, n: int, epochs: int) -> dict:
-    """Data-parallel steps against one process at the same global batch; identical params on all ranks."""
+def equal(backend: str, opt: str, batch: int, n: int, epochs: int, dropout: float = 0.0) -> dict:
+    """Data-parallel steps against one process at the same global batch; identical params on all ranks.
+    With dropout, each rank must draw the mask rows one process draws for the same rows."""
     comm = distributed.resolve(True)
     assert comm is not None
     x, y = data(n)
-    dp = mlpc.compile(model(), optimizer=optimizer(opt), batch_size=batch, backend=backend, distributed=True)
-    ref = mlpc.compile(model(), optimizer=optimizer(opt), batch_size=batch, backend=backend)
+    dp = mlpc.compile(model(dropout=dropout), optimizer=optimizer(opt), batch_size=batch, backend=backend,
+                      distributed=True)
+    ref = mlpc.compile(model(dropout=dropout), optimizer=optimizer(opt), batch_size=batch, backend=backend)
     worst_loss = worst_param = 0.0
     steps = empty = 0
     for epoch in range(epochs):
@@ -55,7 +59,8 @@ def equal(backend: str, opt: str, batch: int, n: int, epochs: int) -> dict:
     losses = comm.comm.allgather(loss_dp)
     return {"steps": steps, "loss_rel": worst_loss, "param_rel": worst_param, "empty_steps": comm.comm.allreduce(empty),
             "same_loss": all(v == losses[0] for v in losses), "accuracy": dp.evaluate(x, y),
-            "accuracy_ref": ref.evaluate(x, y), "ranks": comm.size}
+            "accuracy_ref": ref.evaluate(x, y), "ranks": comm.size,
+            "in_arena": bool(getattr(dp._compiled_for("step", dp.local_batch_size), "in_arena", False))}
 
 
 def mismatch(kind: str) -> dict:
@@ -90,7 +95,7 @@ def fail_at(step: int) -> dict:
 def main() -> None:
     scenario, args = sys.argv[1], sys.argv[2:]
     if scenario == "equal":
-        out = equal(args[0], args[1], int(args[2]), int(args[3]), int(args[4]))
+        out = equal(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), float(args[5]) if args[5:] else 0.0)
     elif scenario == "mismatch":
         out = mismatch(args[0])
     else:

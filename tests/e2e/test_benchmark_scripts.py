@@ -66,3 +66,42 @@ def test_fma_kernel_computes_sixteen_fma_chains() -> None:
         acc = acc * b + a
     np.testing.assert_allclose(np.frombuffer(buf, np.float32)[:lanes], fma_peak.ACCUMULATORS * acc, rtol=4e-6)
     # float32: 3 fused steps and 15 additions, each within 2^-24 relative: at most ~1.1e-6 from the f64 value
+
+
+def test_cpu_step_has_issue_16_shapes_in_fp32_and_bf16_without_duplicates() -> None:
+    full = cpu_step.configs(quick=False, shapes=None)
+    keys = [(tuple(c[1]), c[2], c[3], c[4], c[5]) for c in full]
+    assert len(keys) == len(set(keys))
+    for name, (sizes, act) in cpu_step.SHAPES.items():
+        for precision in cpu_step.PRECISIONS:
+            assert {c[5] for c in full if c[1] == sizes and c[2] == act and c[3] == "adam" and c[4] == precision} \
+                == set(cpu_step.BATCHES), (name, precision)
+    depth20 = cpu_step.SHAPES["depth20-w256 tanh"][0]
+    assert len(depth20) - 1 == 20 and set(depth20[1:-1]) == {256}
+    quick = cpu_step.configs(quick=True, shapes=None)
+    assert {c[0] for c in quick} == {"784-256-256-10", "784-256-256-10 relu"}
+    assert {c[4] for c in quick} == {"fp32", "bf16"}
+
+
+def test_mlpc_bf16_column_says_unsupported_instead_of_crashing() -> None:
+    import inspect
+
+    import mlpc
+
+    if "precision" in inspect.signature(mlpc.compile).parameters:
+        tr = cpu_step.make_mlpc([4, 3, 2], "adam", 1e-3, 2, "tanh", "bf16")
+        assert tr.step(np.ones((2, 4), np.float32), np.zeros(2, np.int32)) > 0
+    else:
+        with pytest.raises(cpu_step.Unsupported, match="precision= not supported"):
+            cpu_step.make_mlpc([4, 3, 2], "adam", 1e-3, 2, "tanh", "bf16")
+
+
+def test_bf16_step_quick_run_refuses_committed_results_before_measuring() -> None:
+    from benchmarks import bf16_step
+
+    committed = os.path.join(cpu_step.RESULTS, "cpu_step.json")
+    before = Path(committed).read_bytes()
+    with pytest.raises(SystemExit, match="refusing to overwrite"):
+        bf16_step.main(["--quick", "--json", committed])
+    assert Path(committed).read_bytes() == before
+    assert bf16_step.ratio({"median": 6.0}, {"median": 2.0}) == 3.0 and bf16_step.ratio(None, {"median": 1.0}) is None

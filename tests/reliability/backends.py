@@ -40,6 +40,12 @@ def profile(name: str) -> Profile:
     return Profile(name, precision, *TOLERANCES[precision], emulated)
 
 
+def with_precision(prof: Profile, precision: str) -> Profile:
+    """`prof` for a backend run in another precision ("fp32", "tf32", "bf16": mlpc.precision names)."""
+    name = "ieee" if precision == "fp32" else precision
+    return Profile(prof.name, name, *TOLERANCES[name], prof.emulated)
+
+
 def budget(name: str, base: int) -> int:
     """Hypothesis examples for one backend: `base` (x20 under --long), a sixth of it for emulated backends."""
     n = base * (20 if os.environ.get("MLPC_FUZZ_PROFILE") == "long" else 1)

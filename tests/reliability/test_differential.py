@@ -11,7 +11,7 @@ from mlpc.ir import Graph
 from mlpc.types import DType
 from runtime.backend import available_backends, get_backend
 
-from .backends import budget, limits, profile, run_cases
+from .backends import budget, limits, profile, run_cases, with_precision
 from .differential import (
     assert_step_close_f32,
     check_steps_f64,
@@ -83,11 +83,12 @@ SATURATED = _regression([Layer(1, 1, False, "relu"), Layer(1, 1, False, "relu"),
                         "ce", dict(ADAM, lr=0.3), 1, [1, 1], 13)
 
 
-def check_f32_trainer(backend: str, p: Problem) -> None:
-    """Each step of the f32 trainer on `backend` agrees (norm-wise) with the same step interpreted in f64."""
-    prof = profile(backend)
-    count(f"f32 trainer on {backend} vs f64 interpreter")
-    trainer = compile_problem(p, backend)
+def check_f32_trainer(backend: str, p: Problem, precision: str | None = None) -> None:
+    """Each step of the f32 trainer on `backend` agrees (norm-wise) with the same step interpreted in f64;
+    `precision="bf16"`: a bf16 trainer, held to the bf16 tolerances (and floor) the Triton bf16 backend gets."""
+    prof = profile(backend) if precision is None else with_precision(profile(backend), precision)
+    count(f"f32 trainer on {backend}{'' if precision is None else ' ' + precision} vs f64 interpreter")
+    trainer = compile_problem(p, backend, **({} if precision is None else {"precision": precision}))
     graphs: dict[int, Graph] = {}
     for i, (x, y) in enumerate(p.batches):
         before = host_state(trainer)
@@ -114,6 +115,16 @@ def test_backend_f32_trainer_tracks_f64_interpretation(backend: str) -> None:
         check_f32_trainer(backend, p)
     limit = {"max_width": 160, "max_batch": 129, **limits(backend)}
     run_cases(problems(**limit), budget(backend, 25), lambda p: check_f32_trainer(backend, p))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_bf16_trainer_tracks_f64_interpretation(backend: str) -> None:
+    """The CPU backends' bf16 precision (operands rounded to bf16, fp32 sums) stays within the bf16 error model
+    of the f64 step: the f32 bounds scaled by bf16's operand roundoff (differential.OPERAND_ROUNDOFF)."""
+    for p in (REGRESSIONS[0], REGRESSIONS[2], SATURATED):
+        check_f32_trainer(backend, p, "bf16")
+    run_cases(problems(max_width=160, max_batch=129), budget(backend, 10),
+              lambda p: check_f32_trainer(backend, p, "bf16"))
 
 
 def check_f64_graph(backend: str, p: Problem) -> None:
