@@ -172,12 +172,23 @@ def make_torch_compile(sizes: list[int], opt: str, lr: float, threads: int, act:
     return step
 
 
+JAX_ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu-tanh", "gelu-erf", "silu", "elu", "softplus")
+
+
 def make_jax(sizes: list[int], opt: str, lr: float, act: str = "relu") -> Step | None:
+    """`act` between the hidden layers: one of JAX_ACTIVATIONS (PyTorch's definitions; "gelu" = "gelu-tanh")."""
+    act = "gelu-tanh" if act == "gelu" else act
+    if act not in JAX_ACTIVATIONS:
+        raise ValueError(f"make_jax: act must be 'gelu' or one of {JAX_ACTIVATIONS}, got {act!r}")
     try:
         import jax
         import jax.numpy as jnp
     except ImportError:
         return None
+    act_fn = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
+           "gelu-tanh": lambda h: jax.nn.gelu(h, approximate=True),
+           "gelu-erf": lambda h: jax.nn.gelu(h, approximate=False), "silu": jax.nn.silu, "elu": jax.nn.elu,
+           "softplus": jax.nn.softplus}[act]
     params = [jnp.asarray(p) for pair in init_params(sizes) for p in pair]
     m = [jnp.zeros_like(p) for p in params]
     v = [jnp.zeros_like(p) for p in params]
@@ -187,8 +198,7 @@ def make_jax(sizes: list[int], opt: str, lr: float, act: str = "relu") -> Step |
         for i in range(0, len(ps), 2):
             h = h @ ps[i] + ps[i + 1]
             if i + 2 < len(ps):
-                h = jax.nn.relu(h) if act == "relu" else jnp.tanh(h) if act == "tanh" else \
-                    jax.nn.gelu(h, approximate=True)
+                h = act_fn(h)
         lsm = jax.nn.log_softmax(h)
         return -jnp.take_along_axis(lsm, y[:, None], axis=1).mean()
 

@@ -30,7 +30,7 @@ SHAPE_AS_ELEMENTWISE = ("broadcast_to", "reshape")
 SCE = ("softmax_cross_entropy", "softmax_cross_entropy_grad")
 
 # The LLVM CPU backend's policy is the default: every reshape/broadcast is a loop, not a view.
-CPU_POLICY = FusionPolicy("cpu", rank_k_max=4)
+CPU_POLICY = FusionPolicy("cpu", rank_k_max=4, merge_epilogues=True)
 RANK_K_MAX = CPU_POLICY.rank_k_max
 
 
@@ -282,7 +282,54 @@ class _Planner:
             if self.ready_for(k, op) and self.may_join(k, i, op) \
                     and (best is None or self.position(k) > self.position(best)):
                 best = k
+        if self.policy.merge_epilogues and best is not None and best.kind == "elementwise":
+            for k in candidates:
+                if k.kind == "gemm" and self.fits(k, op, shape) and self.may_join(k, i, op) \
+                        and self.merge_into_epilogue(k, best, i):
+                    return k
         return best
+
+    def merge_into_epilogue(self, g: Kernel, e: Kernel, i: int) -> bool:
+        """Move elementwise kernel e, and the elementwise kernels only it reads, into gemm g's epilogue if
+        op i is all that reads their values and their other inputs are computed before g's matmul."""
+        group = [e]
+        inside = set(e.ops)
+        for f in group:
+            for j in f.ops:
+                for w in self.ops[j].operands:
+                    p = self.kernel_of_value(w)
+                    if p is not None and p.kind == "elementwise" and p not in group and self.private_to(p, inside, i):
+                        group.append(p)
+                        inside |= set(p.ops)
+        if any(self.private_to(f, inside, i) is False for f in group):
+            return False
+        mm = self.ops[g.ops[0]]
+        for j in inside:
+            op = self.ops[j]
+            if op.results[0].shape != mm.result.shape or op.results[0].dtype != mm.result.dtype \
+                    or not all(_epilogue_operand(w, mm.result.shape) for w in op.operands):
+                return False
+            for w in op.operands:
+                r = self.root(w)
+                src = self.index.get(r) if r is not None else None
+                if src is None or r in self.constants or self.group_of.get(src) is g:
+                    continue
+                if src in inside:
+                    if r is not w:
+                        return False  # a view of a value that will be in registers
+                elif src >= g.ops[0]:
+                    return False
+        for f in group:
+            self.kernels.remove(f)
+            for j in f.ops:
+                self.group_of[j] = g
+        g.ops[1:] = sorted(g.ops[1:] + list(inside))
+        return True
+
+    def private_to(self, k: Kernel, inside: set[int], i: int) -> bool:
+        """Only k itself, ops in `inside` and op i read k's values, and none is a graph output."""
+        return all(v not in self.graph_out and all(u in inside or u == i or u in k.ops for u in self.users.get(v, []))
+                   for v in self.values_of(k))
 
     def fits(self, k: Kernel, op: Op, shape: tuple[int, ...]) -> bool:
         """The op computes on k's tile, and every operand it takes from k has that shape."""

@@ -34,6 +34,9 @@ class FusionPolicy:
     inline_constants  scalar `full` values read only by elementwise code become immediates
     optimizer_by_key  one optimizer kernel per (update op, attributes, step counter, dtype), as
                       multi-tensor arenas need; else every update in one kernel
+    merge_epilogues   an op joining a gemm's epilogue takes along the elementwise chains that only it
+                      reads (an activation derivative computed from forward values: 1 - tanh^2,
+                      GELU's), so they run in the epilogue instead of a pass over memory of their own
     rewrites          registered passes (passes/gpu.py) the backend runs before planning
     placement         "last": a kernel runs where its last op was (an op joins only if nothing
                       outside reads the kernel's values before it); "first": it runs where its
@@ -49,6 +52,7 @@ class FusionPolicy:
     rank_k_max: int = 0
     inline_constants: bool = True
     optimizer_by_key: bool = False
+    merge_epilogues: bool = False
     rewrites: tuple[str, ...] = ()
     placement: str = "last"
 

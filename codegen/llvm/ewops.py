@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable
 
 from llvmlite import ir
 
 from codegen.llvm.irutil import CONTRACT, F32, I32, const, intrinsic
+from codegen.llvm.vecmath import fexp, flog, ftanh
 from mlpc.errors import MlpcError
 from mlpc.ops import registry
 from mlpc.ops import scalar as S
 from mlpc.types import DType
-
-LOG2E = 1.4426950408889634
-LN2_HI = 0.693359375
-LN2_LO = -2.12194440e-4
-EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-            5.0000001201e-1)
-
-
-def fexp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """exp(x) in straight-line float code (Cephes expf: ~1 ulp, vectorizes; no libm call).
-
-    x is clamped to [-87.3, 88.7]: results below 2^-126 become ~1.2e-38 instead of subnormal/zero."""
-    ty = x.type
-    ity = ir.VectorType(I32, ty.count) if isinstance(ty, ir.VectorType) else I32
-    isnan = b.fcmp_unordered("uno", x, x)
-    xc = b.select(b.fcmp_ordered(">", x, const(ty, 88.7)), const(ty, 88.7), x)
-    xc = b.select(b.fcmp_ordered("<", xc, const(ty, -87.3)), const(ty, -87.3), xc)
-    n = intrinsic(b, "floor", ty, [b.fadd(b.fmul(xc, const(ty, LOG2E)), const(ty, 0.5))])
-    r = b.fsub(xc, b.fmul(n, const(ty, LN2_HI)))
-    r = b.fsub(r, b.fmul(n, const(ty, LN2_LO)))
-    p = const(ty, EXP_POLY[0])
-    for c in EXP_POLY[1:]:
-        p = b.fadd(b.fmul(p, r, flags=("contract",)), const(ty, c), flags=("contract",))
-    r2 = b.fmul(r, r)
-    p = b.fadd(b.fadd(b.fmul(p, r2, flags=("contract",)), r, flags=("contract",)), const(ty, 1.0))
-    e = b.shl(b.add(b.fptosi(n, ity), const(ity, 127)), const(ity, 23))
-    res = b.fmul(p, b.bitcast(e, ty))
-    big = b.fcmp_ordered(">", x, const(ty, 88.72283))
-    res = b.select(big, const(ty, math.inf), res)
-    return b.select(isnan, x, res)
 
 
 def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
@@ -98,10 +68,10 @@ _FARITH = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
 _FUNARY: dict[str, Callable[[ir.IRBuilder, ir.Value], ir.Value]] = {
     "neg": lambda b, x: b.fneg(x),
     "exp": fexp,
-    "log": lambda b, x: intrinsic(b, "log", x.type, [x]),
+    "log": flog,
     "sqrt": lambda b, x: intrinsic(b, "sqrt", x.type, [x]),
     "abs": lambda b, x: intrinsic(b, "fabs", x.type, [x]),
-    "tanh": lambda b, x: intrinsic(b, "tanh", x.type, [x]),
+    "tanh": ftanh,
 }
 
 

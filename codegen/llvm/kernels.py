@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from llvmlite import ir
 
-from codegen.llvm import ewops
+from codegen.llvm import ewops, vecmath
 from codegen.llvm.irutil import (
     CONTRACT,
     F32,
@@ -225,7 +225,7 @@ def _row_max_sum(c: KCtx, src: ir.Value, row: ir.Value, cols: int) -> tuple[ir.V
     b.store(const(F32, 0.0), sm)
     with loop(b, 0, cols, name="cs") as j:
         x = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-        b.store(b.fadd(b.load(sm, typ=F32), ewops.fexp(b, b.fsub(x, m)), flags=REDUCE), sm)
+        b.store(b.fadd(b.load(sm, typ=F32), vecmath.fexp(b, b.fsub(x, m)), flags=REDUCE), sm)
     return m, b.load(sm, typ=F32)
 
 
@@ -256,9 +256,9 @@ def emit_rowwise(c: KCtx, op: Op) -> None:
             inv = b.fdiv(const(F32, 1.0), s)
             with loop(b, 0, cols, name="cw") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                b.store(b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT), gep(b, F32, out, b.add(row, j)))
+                b.store(b.fmul(vecmath.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT), gep(b, F32, out, b.add(row, j)))
         else:
-            shift = b.fadd(m, intrinsic(b, "log", F32, [s]))
+            shift = b.fadd(m, vecmath.flog(b, s))
             with loop(b, 0, cols, name="cw") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
                 b.store(b.fsub(xv, shift), gep(b, F32, out, b.add(row, j)))
@@ -290,7 +290,7 @@ def emit_softmax_ce(c: KCtx, ops: list[Op], colsums: list[Op]) -> None:
         safe = b.select(ok, lab, i64(0))
         if fwd is not None:
             xl = b.load(gep(b, F32, src, b.add(row, safe)), typ=F32)
-            li = b.fsub(b.fadd(m, intrinsic(b, "log", F32, [s])), xl)
+            li = b.fsub(b.fadd(m, vecmath.flog(b, s)), xl)
             b.store(b.fadd(b.load(loss, typ=F32), li), loss)
         if bwd is not None:
             assert scale is not None
@@ -298,7 +298,7 @@ def emit_softmax_ce(c: KCtx, ops: list[Op], colsums: list[Op]) -> None:
             out = c.ptr(bwd.result)
             with loop(b, 0, cols, name="cg") as j:
                 xv = b.load(gep(b, F32, src, b.add(row, j)), typ=F32)
-                p = b.fmul(ewops.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT)
+                p = b.fmul(vecmath.fexp(b, b.fsub(xv, m)), inv, flags=CONTRACT)
                 hot = b.uitofp(b.icmp_signed("==", j, lab), F32)
                 d = b.fmul(b.fsub(p, hot), scale)
                 b.store(d, gep(b, F32, out, b.add(row, j)))

@@ -14,10 +14,12 @@ from mlpc.types import DType, TensorType
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_K = 0.044715
-# GELU's tanh argument is computed from x clamped to [-GELU_SAT, GELU_SAT]: at |x| = 10 the argument is
-# 43.7 and tanh is exactly +-1 in float32 and float64, so nothing changes for |x| <= 10 while x^3 can no
-# longer overflow (which made the gradient (1 - tanh^2) * 3kx^2 = 0 * inf = NaN beyond |x| ~ 1.8e19).
-GELU_SAT = 10.0
+# GELU's tanh argument is computed from x clamped to [-GELU_SAT, GELU_SAT]: at |x| = 12 the argument is
+# 71 and tanh is exactly +-1 in float32 and float64 (from |x| ~ 9 on), so nothing changes while x^3 can no
+# longer overflow (which made the gradient (1 - tanh^2) * 3kx^2 = 0 * inf = NaN beyond |x| ~ 1.8e19). The
+# backends' rule x sigmoid(2u) needs |2u| > 104 there (sigmoid exactly 0, so gelu(x -> -inf) = -0 as
+# 0.5x(1 + tanh u) gives): at |x| = 10, 2u = -87.3 and sigmoid was 1.2e-38, so gelu(-3e38) was -4, not -0.
+GELU_SAT = 12.0
 
 
 def broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:

@@ -110,7 +110,7 @@ def erf(x: Num) -> Expr:
     q: Expr = lift(ERF_BETA[0])
     for c in ERF_BETA[1:]:
         q = fma(x2, q, c)
-    return xc * p / q
+    return xc * (p / q)  # not (xc p) / q: xc p underflows (FTZ: to 0) for x near 2^-126
 
 
 # ---- NumPy evaluation ----------------------------------------------------------------------------

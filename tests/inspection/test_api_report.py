@@ -11,10 +11,21 @@ import pytest
 import mlpc
 from mlpc import nn, optim
 from mlpc.errors import MlpcError
+from runtime import backend as backend_registry
 from runtime.backend import register_backend
 
 from . import fakes
 from .conftest import small_model
+
+
+@pytest.fixture(autouse=True)
+def _fake_backends_do_not_leak():
+    """The fake backends registered here leave the registry with their test (later CLI tests list it)."""
+    before = set(backend_registry._BACKENDS)
+    yield
+    for name in set(backend_registry._BACKENDS) - before:
+        if name.startswith("fake-"):
+            del backend_registry._BACKENDS[name]
 
 MODEL_FILE = """
 from mlpc import nn, optim
