@@ -48,6 +48,11 @@ FP32_ONLY = ("numpy", "jax")  # peers without a bf16 variant here (shown as n/a 
 OPTS = {"adam": 1e-3, "sgd-momentum": 1e-3}  # lr 1e-2 + momentum 0.9 diverges at batch 1
 BATCHES = [1, 16, 128, 1024]
 ROUNDS, BUDGET = 5, 1.5  # a full run's defaults; anything less is a partial run
+# Peers share the process and their thread pools spin after a step (PyTorch's OpenMP workers, JAX's Eigen
+# pool): timed back to back, mlpc's 2 threads competed with them (784-100-10 SGD b=128: 1444 us in the
+# mix vs 411 us alone). Each timed round starts after a pause that lets the previous framework's pool
+# park, and two untimed steps of its own.
+SETTLE_S = 0.3
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -147,6 +152,9 @@ def bench_config(sizes: list[int], opt: str, batch: int, frameworks: list[str], 
                 continue
             n = max(5, min(2000, int(budget / rounds / max(per_step[name], 1e-6))))
             try:
+                time.sleep(SETTLE_S)
+                for i in range(2):
+                    s(xs[i], ys[i])
                 results[name].append(time_round(s, xs, ys, n, r * 7))
             except Exception as e:  # noqa: BLE001 - e.g. divergence (NumericalError): report, go on
                 print(f"  {name}: stopped ({type(e).__name__}: {e})", file=sys.stderr)
