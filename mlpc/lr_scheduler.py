@@ -52,8 +52,8 @@ class LRScheduler:
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs: list[float] = [g["initial_lr"] for g in self.optimizer.param_groups]
         self.last_epoch = last_epoch
-        self._attach()
         self._initial_step()
+        self._attach()  # only a scheduler whose first step worked drives the trainer
 
     @property
     def optimizer(self) -> Any:

@@ -170,10 +170,25 @@ def test_schedulers_are_constructed_on_a_trainer():
         L.StepLR(t, step_size=2, last_epoch=3)
 
 
+def test_the_base_scheduler_has_no_rule_of_its_own():
+    """LRScheduler is abstract like torch's: constructing it, or a subclass without get_lr(), is refused by
+    name before anything is attached or any lr changed."""
+    t = compile_mlp(optim.SGD(lr=0.1))
+
+    class NoRule(L.LRScheduler):
+        pass
+
+    for cls in (L.LRScheduler, NoRule):
+        with pytest.raises(NotImplementedError, match=rf"{cls.__name__} must define get_lr\(\)"):
+            cls(t)
+    assert t.lr == 0.1 and t.schedulers == []
+
+
 def test_onecycle_momentum_needs_a_momentum_step():
     t = compile_mlp(optim.SGD(lr=0.1))
     with pytest.raises(Exception, match="cycle_momentum=False"):
         L.OneCycleLR(t, max_lr=0.1, total_steps=10)
+    assert t.schedulers == [], "a refused scheduler is not left attached"
     s = L.OneCycleLR(t, max_lr=0.1, total_steps=10, cycle_momentum=False)
     assert s.get_last_lr() == [pytest.approx(0.1 / 25, rel=1e-14)]
 
