@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import os
 import statistics
 import sys
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runtime.machine_kernels import ACCUMULATORS, Kernels  # noqa: E402
+from runtime.machine_kernels import ACCUMULATORS, Kernels, timed_together  # noqa: E402
 
 
 def compile_kernel():  # -> (ctypes function, kernels, lanes)
@@ -35,20 +34,8 @@ def compile_kernel():  # -> (ctypes function, kernels, lanes)
 def run_threads(fn, lanes: int, threads: int, iters: int) -> float:
     """Seconds for `threads` threads to run `iters` iterations each, all started together."""
     bufs = [(ctypes.c_float * (2 * lanes))(*([1e-3] * (2 * lanes))) for _ in range(threads)]
-    barrier = threading.Barrier(threads + 1)
-
-    def work(buf) -> None:
-        barrier.wait()
-        fn(iters, ctypes.addressof(buf))  # ctypes releases the GIL for the call
-
-    pool = [threading.Thread(target=work, args=(b,)) for b in bufs]
-    for t in pool:
-        t.start()
-    start = time.perf_counter()
-    barrier.wait()
-    for t in pool:
-        t.join()
-    return time.perf_counter() - start
+    # ctypes releases the GIL for each call
+    return timed_together([functools.partial(fn, iters, ctypes.addressof(buf)) for buf in bufs])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -146,3 +146,14 @@ def alloca_entry(b: ir.IRBuilder, ty: ir.Type, name: str = "") -> ir.Value:
     with b.goto_block(fn.entry_basic_block):
         b.position_at_start(fn.entry_basic_block)
         return b.alloca(ty, name=name)
+
+
+def kernel_function(mod: ir.Module, name: str, nptrs: int) -> ir.Function:
+    """A kernel's function, `void name(ptr noalias x nptrs, i64 tid)`: internal, never inlined, no unwinding."""
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR] * nptrs + [I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    for a in fn.args[:-1]:
+        a.add_attribute("noalias")
+    return fn

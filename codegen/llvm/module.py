@@ -18,7 +18,7 @@ from codegen.llvm import kernels as K
 from codegen.llvm.dropout import emit_dropout_mask
 from codegen.llvm.gemm import gemm_shape, split_axis
 from codegen.llvm.gemm_bf16 import gemm_emitter
-from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64
+from codegen.llvm.irutil import F32, I8, I64, PTR, declare, gep, i64, kernel_function
 from codegen.llvm.sharing import kernel_signature
 from codegen.llvm.target import Target
 from mlpc.ir import Graph, Value
@@ -215,13 +215,7 @@ def _emit_kernel_function(mod: ir.Module, plan: FusionPlan, k: Kernel, ops: list
                           nkeys: int, has_scratch: bool, threading: tuple[bool, str],
                           target: Target, parts: dict | None) -> tuple[ir.Function, str]:
     """`void k(ptr noalias x nkeys, i64 tid)`: kernel k's body, named after k, and a line describing it."""
-    fty = ir.FunctionType(ir.VoidType(), [PTR] * nkeys + [I64])
-    fn = ir.Function(mod, fty, k.name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    fn.attributes.add("nounwind")
-    for a in fn.args[:-1]:
-        a.add_attribute("noalias")
+    fn = kernel_function(mod, k.name, nkeys)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     threaded, axis = threading
     knt = target.threads if threaded else 1

@@ -49,7 +49,7 @@ def call_shared(c: Any, tag: str, ops: list[Op], outputs: list[Value], emit: Cal
     caller's KCtx; the function gets the distinct buffers the ops touch (in first-use order) and tid."""
     from llvmlite import ir
 
-    from codegen.llvm.irutil import I64, PTR
+    from codegen.llvm.irutil import kernel_function
 
     if c.shared is None:
         emit(c)
@@ -73,13 +73,7 @@ def call_shared(c: Any, tag: str, ops: list[Op], outputs: list[Value], emit: Cal
     fn = c.shared.get(sig)
     if fn is None:
         mod = c.b.module
-        fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR] * len(ptrs) + [I64]),
-                         mod.get_unique_name(f"{c.b.function.name}_{tag}"))
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        fn.attributes.add("nounwind")
-        for a in fn.args[:-1]:
-            a.add_attribute("noalias")
+        fn = kernel_function(mod, mod.get_unique_name(f"{c.b.function.name}_{tag}"), len(ptrs))
         b = ir.IRBuilder(fn.append_basic_block("entry"))
 
         def ptr(v: Value) -> ir.Value:
